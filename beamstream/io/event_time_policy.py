@@ -1,0 +1,42 @@
+"""How a source stamps event time on what it reads, and how far it trusts order.
+
+Sources need event time before any pipeline step runs, because the watermark
+they announce is derived from it. The policy is small and picklable so it can
+travel to a reader in another process or on a remote worker.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from beamstream.event_time import EventTimeError, event_time_us
+
+
+@dataclass(frozen=True)
+class EventTimePolicy:
+    """``field=None`` uses the broker timestamp; otherwise a JSON payload field."""
+
+    field: str | None = None
+    time_format: str = "auto"
+    max_out_of_orderness_s: float = 2.0
+    idle_timeout_s: float = 5.0
+
+    def of_payload(self, value: bytes, broker_timestamp_ms: int | None) -> int | None:
+        """Event time in micros, or None when the payload has no usable time.
+
+        Records without a time are still delivered (the parsing step sends them
+        to the dead-letter sink); they just do not move the watermark.
+        """
+        if self.field is None:
+            return None if broker_timestamp_ms is None else broker_timestamp_ms * 1000
+        try:
+            record = json.loads(value)
+        except (ValueError, UnicodeDecodeError):
+            return None
+        if not isinstance(record, dict):
+            return None
+        try:
+            return event_time_us(record, self.field, self.time_format)
+        except EventTimeError:
+            return None

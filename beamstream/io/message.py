@@ -1,0 +1,94 @@
+"""The element types every source emits: one record, or a batch of records.
+
+Sources deliver either shape (design.md; issue "streaming throughput"): single
+``Message`` elements for pipelines that act per record (inference, store), or
+``MessageBatch`` elements for pipelines that aggregate, because per-element
+overhead dominates Beam Python and a batch pays it once for thousands of
+records. A batch is columnar (lists of values, offsets, ...) so it pickles and
+travels cheaply.
+
+Both carry ``watermark_us``: the watermark the source had announced when it
+read them. Transforms decide lateness against it, deterministically, instead
+of relying on the runner to drop late data silently at a GroupByKey.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import NamedTuple
+
+# Beam's MIN_TIMESTAMP in micros: "no watermark announced yet" (batch runs).
+NO_WATERMARK = -9223372036854775000
+
+
+class Message(NamedTuple):
+    """One record from Kafka, Pub/Sub or a file, as bytes plus where it came from."""
+
+    value: bytes
+    key: bytes | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()  # Kafka headers / Pub/Sub attributes
+    source: str = ""  # topic, subscription or file path
+    partition: int = 0
+    offset: int = -1  # Kafka offset, line number in a file, -1 for Pub/Sub
+    timestamp_ms: int | None = None  # broker (publish) timestamp
+    event_time_us: int | None = None  # set by sources that parse event time
+    watermark_us: int = NO_WATERMARK
+
+    def describe(self) -> str:
+        """Where this record came from, for dead letters and errors."""
+        if self.offset >= 0:
+            return f"{self.source}[{self.partition}]@{self.offset}"
+        return self.source
+
+
+class MessageBatch(NamedTuple):
+    """Many records of one partition, pull or file range, in read order."""
+
+    source: str
+    partition: int
+    values: list[bytes]
+    offsets: list[int]
+    timestamps_ms: list[int | None] | None = None
+    event_times_us: list[int | None] | None = None
+    keys: list[bytes | None] | None = None
+    headers: list[tuple[tuple[str, bytes], ...]] | None = None
+    watermark_us: int = NO_WATERMARK
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def messages(self) -> Iterator[Message]:
+        """The batch as single records (for transforms that need them)."""
+        n = len(self.values)
+        keys = self.keys or [None] * n
+        headers = self.headers or [()] * n
+        stamps = self.timestamps_ms or [None] * n
+        events = self.event_times_us or [None] * n
+        for i in range(n):
+            yield Message(
+                value=self.values[i],
+                key=keys[i],
+                headers=headers[i],
+                source=self.source,
+                partition=self.partition,
+                offset=self.offsets[i],
+                timestamp_ms=stamps[i],
+                event_time_us=events[i],
+                watermark_us=self.watermark_us,
+            )
+
+    @staticmethod
+    def of(messages: list[Message], watermark_us: int = NO_WATERMARK) -> MessageBatch:
+        """Builds a batch from single records (tests, small sources)."""
+        first = messages[0] if messages else Message(b"")
+        return MessageBatch(
+            source=first.source,
+            partition=first.partition,
+            values=[m.value for m in messages],
+            offsets=[m.offset for m in messages],
+            timestamps_ms=[m.timestamp_ms for m in messages],
+            event_times_us=[m.event_time_us for m in messages],
+            keys=[m.key for m in messages],
+            headers=[m.headers for m in messages],
+            watermark_us=watermark_us,
+        )

@@ -1,0 +1,144 @@
+"""Pipeline options every pipeline shares, as Beam ``PipelineOptions`` subclasses.
+
+Underscore names (``--dead_letter_sink``) so each option is also a Dataflow
+Flex Template parameter. URI-valued options are validated when parsed, so a bad
+URI fails with one line before any pipeline is built.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from beamstream.event_time import TIME_FORMATS
+from beamstream.io.event_time_policy import EventTimePolicy
+from beamstream.io.uris import UriError, parse_sink, parse_source
+
+
+def source_uri(text: str) -> str:
+    """argparse type: a readable source URI (kept as text so options stay picklable)."""
+    try:
+        parse_source(text)
+    except UriError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def sink_uri(text: str) -> str:
+    try:
+        parse_sink(text)
+    except UriError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
+    return value
+
+
+class EventTimeOptions(PipelineOptions):
+    """Where event time comes from and how much disorder the watermark allows."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument(
+            "--event_time_field",
+            default="timestamp",
+            help="Payload field with the event time (falls back to 'ts').",
+        )
+        parser.add_argument(
+            "--time_format",
+            default="auto",
+            choices=TIME_FORMATS,
+            help="auto: numbers > 1e11 are epoch ms, other numbers epoch s, strings ISO-8601.",
+        )
+        parser.add_argument(
+            "--max_out_of_orderness",
+            type=non_negative,
+            default=2.0,
+            help="Seconds the source watermark trails the newest event time.",
+        )
+        parser.add_argument(
+            "--idle_timeout",
+            type=non_negative,
+            default=5.0,
+            help="Seconds a caught-up partition must stay quiet before it stops "
+            "holding the watermark back.",
+        )
+
+
+def event_time_policy(options: PipelineOptions) -> EventTimePolicy:
+    o = options.view_as(EventTimeOptions)
+    return EventTimePolicy(
+        field=o.event_time_field,
+        time_format=o.time_format,
+        max_out_of_orderness_s=o.max_out_of_orderness,
+        idle_timeout_s=o.idle_timeout,
+    )
+
+
+class DeadLetterOptions(PipelineOptions):
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument(
+            "--dead_letter_sink",
+            type=sink_uri,
+            default=None,
+            help="URI for records that cannot be parsed or processed "
+            "(JSON with error, error_type, step, payload, source, timestamp).",
+        )
+
+
+class KafkaClientOptions(PipelineOptions):
+    """Client settings that do not belong in a URI (security, client id)."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument(
+            "--kafka_config",
+            action="append",
+            default=None,
+            help="kafka-python setting KEY=VALUE (repeatable), e.g. security_protocol=SASL_SSL. "
+            "VALUE may be env:NAME or file:PATH to keep secrets off the command line. "
+            "BEAMSTREAM_KAFKA_<KEY> environment variables are read too.",
+        )
+
+
+_SECRET_KEYS = ("password", "secret", "token", "key")
+
+
+def kafka_config(options: PipelineOptions) -> dict[str, Any]:
+    """kafka-python settings from BEAMSTREAM_KAFKA_* variables and --kafka_config."""
+    config: dict[str, Any] = {}
+    for name, value in os.environ.items():
+        if name.startswith("BEAMSTREAM_KAFKA_"):
+            config[name[len("BEAMSTREAM_KAFKA_"):].lower()] = value
+    for item in options.view_as(KafkaClientOptions).kafka_config or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--kafka_config {key!r}: expected KEY=VALUE")
+        config[key.strip()] = _resolve_secret(key.strip(), value.strip())
+    return config
+
+
+def _resolve_secret(key: str, value: str) -> Any:
+    if value.startswith("env:"):
+        name = value[4:]
+        if name not in os.environ:
+            raise ValueError(f"--kafka_config {key}: environment variable {name} is not set")
+        return os.environ[name]
+    if value.startswith("file:"):
+        with open(value[5:], encoding="utf-8") as handle:
+            return handle.read().strip()
+    if value.isdigit():
+        return int(value)
+    return value
