@@ -16,6 +16,7 @@ from collections.abc import Sequence
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "demo": ("beamstream.demo", "main", "run the frame-metrics pipeline on the bundled sample"),
     "frames": ("beamstream.pipelines.frames", "main", "pipeline: frames/s and unique users/min"),
+    "plot": ("beamstream.plot", "main", "draw frames/s and unique users/min to a PNG"),
 }
 
 

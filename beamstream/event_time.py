@@ -77,8 +77,10 @@ def event_time_us(
 ) -> int:
     """The event time of a parsed JSON record, from ``field`` or timestamp/ts."""
     fields: tuple[str, ...] = DEFAULT_FIELDS
-    if field:
-        fields = (field,) + tuple(f for f in DEFAULT_FIELDS if f != field and field in DEFAULT_FIELDS)
+    if field and field not in DEFAULT_FIELDS:
+        fields = (field,)
+    elif field:
+        fields = (field,) + tuple(f for f in DEFAULT_FIELDS if f != field)
     for name in fields:
         if name in record:
             return parse_time(record[name], time_format)

@@ -25,8 +25,15 @@ class OptionsError(ValueError):
     """Bad command-line options; the message is the one line to show."""
 
 
+class _StrictParser(_BeamArgumentParser):
+    """Raises instead of printing Beam's several-hundred-line usage and exiting."""
+
+    def error(self, message):
+        raise OptionsError(message)
+
+
 def _full_parser() -> _BeamArgumentParser:
-    parser = _BeamArgumentParser(allow_abbrev=False)
+    parser = _StrictParser(allow_abbrev=False)
     seen: dict[str, type] = {}
     for cls in PipelineOptions.__subclasses__():
         seen.setdefault(str(cls), cls)
@@ -39,10 +46,7 @@ def parse_options(argv: Sequence[str] | None, required: Sequence[str] = ()) -> P
     """PipelineOptions from argv; unknown or missing options raise OptionsError."""
     argv = list(argv or [])
     parser = _full_parser()
-    try:
-        known, unknown = parser.parse_known_args(argv)
-    except SystemExit as exc:  # argparse already printed the one-line reason
-        raise OptionsError("invalid option value (see above)") from exc
+    known, unknown = parser.parse_known_args(argv)
     flags = [u for u in unknown if u.startswith("-")]
     if flags:
         raise OptionsError(f"unknown option(s): {' '.join(flags)} (see --help)")

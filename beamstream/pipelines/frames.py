@@ -1,0 +1,141 @@
+"""``beamstream frames``: frames per second and unique users per minute.
+
+Frames ``{"timestamp": ..., "uid": ...}`` (``ts`` accepted; epoch s, epoch ms
+or ISO-8601) from ``--source`` become
+
+* per-second records ``{"window_start", "window_end", "frames", "pane"}``
+* per-minute records ``{"window_start", "window_end", "unique_users", "pane"}``
+
+in event-time fixed windows aligned to the epoch, emitted when the watermark
+passes the window end (``ON_TIME``) and updated by accumulating ``LATE`` panes
+for frames within ``--allowed_lateness``. Frames later than that, and frames
+that are not valid, go to ``--dead_letter_sink`` with the reason. The last
+record per ``window_start`` is the final answer. ``--fill_gaps`` reports
+seconds without frames as 0 between the first and last frame seen.
+
+Runs in batch on files or bounded Kafka reads, and streams with
+``--streaming`` (or any never-ending Kafka / Pub/Sub source); on the
+DirectRunner streaming reads go through the local live feed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.runners.runner import PipelineResult
+
+from beamstream.io.sinks import WriteMessages
+from beamstream.io.sources import ReadMessages
+from beamstream.pipelines.launch import parse_options, run_pipeline
+from beamstream.pipelines.options import (
+    DeadLetterOptions,
+    EventTimeOptions,
+    KafkaClientOptions,
+    event_time_policy,
+    kafka_config,
+    non_negative,
+    sink_uri,
+    source_uri,
+)
+from beamstream.transforms.frame_metrics import FrameMetrics
+
+REQUIRED = ("source", "per_second_sink", "per_minute_sink")
+
+
+class FrameOptions(PipelineOptions):
+    """Options of the frames pipeline."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument(
+            "--source", type=source_uri, help="Frames: kafka://, pubsub:// or a path/glob."
+        )
+        parser.add_argument("--per_second_sink", type=sink_uri, help="Where per-second counts go.")
+        parser.add_argument(
+            "--per_minute_sink", type=sink_uri, help="Where per-minute unique users go."
+        )
+        parser.add_argument(
+            "--passthrough_sink",
+            type=sink_uri,
+            default=None,
+            help="Optional: valid, normalized frames re-published here.",
+        )
+        parser.add_argument(
+            "--allowed_lateness",
+            type=non_negative,
+            default=30.0,
+            help="Seconds after a window closes during which late frames still update it.",
+        )
+        parser.add_argument(
+            "--unique_users",
+            choices=("exact", "approximate"),
+            default="exact",
+            help="approximate: HyperLogLog, about 1.6%% standard error.",
+        )
+        parser.add_argument(
+            "--fill_gaps",
+            action="store_true",
+            default=False,
+            help="Report seconds without frames as 0 between the first and last frame.",
+        )
+        parser.add_argument(
+            "--output_time_format",
+            choices=("epoch", "iso"),
+            default="epoch",
+            help="Window bounds as epoch seconds or ISO-8601 UTC.",
+        )
+
+
+OPTION_CLASSES = (FrameOptions, EventTimeOptions, DeadLetterOptions, KafkaClientOptions)
+
+
+def build(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[str, beam.PCollection]:
+    o = options.view_as(FrameOptions)
+    events = event_time_policy(options)
+    metrics = FrameMetrics(
+        allowed_lateness_s=o.allowed_lateness,
+        event_time_field=events.field or "timestamp",
+        time_format=events.time_format,
+        unique_users=o.unique_users,
+        fill_gaps=o.fill_gaps,
+        output_time_format=o.output_time_format,
+        passthrough=o.passthrough_sink is not None,
+    )
+    kafka = kafka_config(options)
+    outputs = (
+        pipeline
+        | "ReadFrames"
+        >> ReadMessages(
+            o.source, batched=FrameMetrics.wants_batches, event_time=events, kafka_config=kafka
+        )
+        | "FrameMetrics" >> metrics
+    )
+    outputs["per_second"] | "WritePerSecond" >> WriteMessages(o.per_second_sink, kafka_config=kafka)
+    outputs["per_minute"] | "WritePerMinute" >> WriteMessages(o.per_minute_sink, kafka_config=kafka)
+    dead_letter_sink = options.view_as(DeadLetterOptions).dead_letter_sink
+    if dead_letter_sink:
+        outputs["dead_letters"] | "WriteDeadLetters" >> WriteMessages(
+            dead_letter_sink, kafka_config=kafka
+        )
+    if o.passthrough_sink:
+        outputs["frames"] | "WritePassthrough" >> WriteMessages(
+            o.passthrough_sink, kafka_config=kafka
+        )
+    return outputs
+
+
+def run(argv: Sequence[str] | None = None, test_pipeline=None) -> PipelineResult:
+    options = parse_options(argv, REQUIRED)
+    return run_pipeline(build, options, test_pipeline)
+
+
+def main(argv: Sequence[str]) -> int:
+    from beamstream.pipelines.help import print_help
+
+    if "--help" in argv or "-h" in argv:
+        print_help("frames", __doc__ or "", OPTION_CLASSES)
+        return 0
+    run(argv)
+    return 0
