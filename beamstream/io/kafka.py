@@ -14,14 +14,22 @@ Both paths run the same ``KafkaBatchReader``. ``batched=True`` emits one
 ``MessageBatch`` per partition poll (for transforms that aggregate);
 otherwise one ``Message`` per record.
 
-Delivery (``commit=``): ``finalize`` commits offsets after the runner finished
-the bundle (SDF path: bundle finalization; live feed: once the pipeline's
-first step has taken the records in), ``auto`` commits what was read every few
-seconds, ``none`` never commits.
+Delivery (``commit=``, needs ``group=``):
+
+* ``finalize`` (default, at-least-once): offsets are committed after the
+  runner has durably finished the bundle that read them, through bundle
+  finalization (Flink, Dataflow, Prism). The DirectRunner keeps everything in
+  memory, so there a batch run commits when it has succeeded
+  (``commit_deferred()``, called by every beamstream pipeline's ``run``), and
+  the streaming live feed commits what the pipeline has taken in.
+* ``auto``: what was read is committed every few seconds (faster; a crash can
+  lose what was read but not yet processed).
+* ``none``: never commits.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -35,21 +43,27 @@ from beamstream import counters
 from beamstream.io.event_time_policy import EventTimePolicy
 from beamstream.io.kafka_feed import KafkaFeed
 from beamstream.io.kafka_reader import KafkaReadSpec
-from beamstream.io.kafka_source import KafkaPartitionSource
+from beamstream.io.kafka_source import KafkaPartitionSource, commit_deferred
 from beamstream.io.live_feed import ReadLiveFeed
 from beamstream.io.uris import KafkaUri, parse_kafka_uri
 
 _LOG = logging.getLogger(__name__)
+__all__ = ["ReadFromKafka", "WriteToKafka", "commit_deferred", "encode_value"]
 _DIRECT_RUNNERS = {"DirectRunner", "SwitchingDirectRunner", "BundleBasedDirectRunner"}
+
+
+def is_direct_runner(pipeline: beam.Pipeline) -> bool:
+    runner = type(pipeline.runner).__name__ if pipeline.runner is not None else ""
+    if not runner:
+        options = pipeline._options.view_as(StandardOptions)  # noqa: SLF001 - no getter
+        runner = str(options.runner or "DirectRunner").rsplit(".", 1)[-1]
+    return runner in _DIRECT_RUNNERS
 
 
 def is_local_streaming(pipeline: beam.Pipeline, unbounded: bool) -> bool:
     """True when the pipeline will run on the streaming DirectRunner."""
-    runner = type(pipeline.runner).__name__ if pipeline.runner is not None else ""
-    options = pipeline._options.view_as(StandardOptions)  # noqa: SLF001 - Beam has no getter
-    if not runner:
-        runner = str(options.runner or "DirectRunner").rsplit(".", 1)[-1]
-    return runner in _DIRECT_RUNNERS and (bool(options.streaming) or unbounded)
+    options = pipeline._options.view_as(StandardOptions)  # noqa: SLF001 - no getter
+    return is_direct_runner(pipeline) and (bool(options.streaming) or unbounded)
 
 
 def read_spec(
@@ -96,9 +110,11 @@ class ReadFromKafka(beam.PTransform):
         unbounded = spec.stop == "never" and spec.max_records is None and spec.max_read_time is None
         if is_local_streaming(pbegin.pipeline, unbounded):
             return pbegin | "LiveFeed" >> ReadLiveFeed(KafkaFeed(spec, self._batched))
-        return pbegin | "ReadPartitions" >> beam.io.Read(
-            KafkaPartitionSource(spec, self._batched)
-        )
+        if is_direct_runner(pbegin.pipeline):
+            # The DirectRunner keeps shuffled data in memory: a finished read
+            # bundle is not durable, so commit only when the run succeeded.
+            spec = dataclasses.replace(spec, commit_on_success=True)
+        return pbegin | "ReadPartitions" >> beam.io.Read(KafkaPartitionSource(spec, self._batched))
 
 
 def encode_value(value: Any) -> bytes:

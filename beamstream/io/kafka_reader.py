@@ -52,7 +52,10 @@ class KafkaReadSpec:
     event_time: EventTimePolicy = EventTimePolicy()
     consumer_config: dict[str, Any] = field(default_factory=dict)
     max_batch: int = 5000
-    connect_timeout_s: float = 15.0
+    connect_timeout_s: float = 10.0
+    # Commit only once the whole run succeeded (runners that keep intermediate
+    # results in memory, where a bundle being finished is not durable).
+    commit_on_success: bool = False
 
     @property
     def servers_text(self) -> str:
@@ -80,7 +83,8 @@ def consumer_config(spec: KafkaReadSpec) -> dict[str, Any]:
 
 def list_partitions(consumer, spec: KafkaReadSpec) -> list[tuple[str, int]]:
     """(topic, partition) pairs of every topic; a missing topic is an error."""
-    deadline = time.monotonic() + spec.connect_timeout_s
+    # A topic that is being created may take a moment to appear in metadata.
+    deadline = time.monotonic() + min(spec.connect_timeout_s, 3.0)
     result: list[tuple[str, int]] = []
     for topic in spec.topics:
         parts = consumer.partitions_for_topic(topic)

@@ -54,6 +54,9 @@ class KafkaCheckpointMark(CheckpointMark):
         spec = self.spec
         if self.next_offset is None or not spec.group or spec.commit != "finalize":
             return
+        if spec.commit_on_success:
+            _defer_commit(spec, self.partition, self.next_offset)
+            return
         _committer(spec).commit(self.partition, self.next_offset)
 
     def __repr__(self) -> str:
@@ -78,8 +81,40 @@ _COMMITTERS: dict[tuple[Any, ...], _Committer] = {}
 _COMMITTERS_LOCK = threading.Lock()
 
 
+# Offsets finalized on a non-durable runner, committed by commit_deferred()
+# once the run succeeded: {spec key: (spec, {partition: next offset})}.
+_DEFERRED: dict[tuple[Any, ...], tuple[KafkaReadSpec, dict[tuple[str, int], int]]] = {}
+
+
+def _spec_key(spec: KafkaReadSpec) -> tuple[Any, ...]:
+    return (spec.bootstrap_servers, spec.group, tuple(sorted(spec.consumer_config.items())))
+
+
+def _defer_commit(spec: KafkaReadSpec, partition: tuple[str, int], offset: int) -> None:
+    with _COMMITTERS_LOCK:
+        offsets = _DEFERRED.setdefault(_spec_key(spec), (spec, {}))[1]
+        offsets[partition] = max(offset, offsets.get(partition, 0))
+
+
+def commit_deferred() -> int:
+    """Commits offsets deferred until success; returns how many partitions."""
+    with _COMMITTERS_LOCK:
+        pending = list(_DEFERRED.values())
+        _DEFERRED.clear()
+    for spec, offsets in pending:
+        for partition, offset in offsets.items():
+            _committer(spec).commit(partition, offset)
+    return sum(len(offsets) for _, offsets in pending)
+
+
+def discard_deferred() -> None:
+    """Forgets deferred offsets of a failed run, so a rerun reads them again."""
+    with _COMMITTERS_LOCK:
+        _DEFERRED.clear()
+
+
 def _committer(spec: KafkaReadSpec) -> _Committer:
-    key = (spec.bootstrap_servers, spec.group, tuple(sorted(spec.consumer_config.items())))
+    key = _spec_key(spec)
     with _COMMITTERS_LOCK:
         if key not in _COMMITTERS:
             _COMMITTERS[key] = _Committer(spec)

@@ -65,19 +65,31 @@ def run_pipeline(
     wait: bool = True,
 ) -> PipelineResult:
     """Builds on ``test_pipeline`` or a new Pipeline, runs, and waits unless told not to."""
+    from beamstream.io.kafka_source import commit_deferred, discard_deferred
+
     pipeline = test_pipeline or beam.Pipeline(options=options)
     build(pipeline, options)
-    result = pipeline.run()
+    discard_deferred()
+    try:
+        result = pipeline.run()
+    except BaseException:
+        discard_deferred()
+        raise
     if wait:
         try:
             result.wait_until_finish()
-        except KeyboardInterrupt:
+        except BaseException as exc:
+            discard_deferred()
+            if not isinstance(exc, KeyboardInterrupt):
+                raise
             _LOG.warning("interrupted: cancelling the pipeline")
             try:
                 result.cancel()
-            except Exception as exc:  # cancel is best effort on an interrupted runner
-                _LOG.warning("cancel failed: %s", exc)
+            except Exception as cancel_error:  # best effort on an interrupted runner
+                _LOG.warning("cancel failed: %s", cancel_error)
             raise
+        if str(result.state) == "DONE":
+            commit_deferred()
     return result
 
 
