@@ -33,11 +33,11 @@ from beamstream.pipelines.options import (
     DeadLetterOptions,
     EventTimeOptions,
     KafkaClientOptions,
+    SourceOptions,
+    WindowingOptions,
     event_time_policy,
     kafka_config,
-    non_negative,
     sink_uri,
-    source_uri,
 )
 from beamstream.transforms.frame_metrics import FrameMetrics
 
@@ -45,13 +45,10 @@ REQUIRED = ("source", "per_second_sink", "per_minute_sink")
 
 
 class FrameOptions(PipelineOptions):
-    """Options of the frames pipeline."""
+    """Options only the frames pipeline has (shared ones are in options.py)."""
 
     @classmethod
     def _add_argparse_args(cls, parser):
-        parser.add_argument(
-            "--source", type=source_uri, help="Frames: kafka://, pubsub:// or a path/glob."
-        )
         parser.add_argument("--per_second_sink", type=sink_uri, help="Where per-second counts go.")
         parser.add_argument(
             "--per_minute_sink", type=sink_uri, help="Where per-minute unique users go."
@@ -61,12 +58,6 @@ class FrameOptions(PipelineOptions):
             type=sink_uri,
             default=None,
             help="Optional: valid, normalized frames re-published here.",
-        )
-        parser.add_argument(
-            "--allowed_lateness",
-            type=non_negative,
-            default=30.0,
-            help="Seconds after a window closes during which late frames still update it.",
         )
         parser.add_argument(
             "--unique_users",
@@ -80,27 +71,31 @@ class FrameOptions(PipelineOptions):
             default=False,
             help="Report seconds without frames as 0 between the first and last frame.",
         )
-        parser.add_argument(
-            "--output_time_format",
-            choices=("epoch", "iso"),
-            default="epoch",
-            help="Window bounds as epoch seconds or ISO-8601 UTC.",
-        )
 
 
-OPTION_CLASSES = (FrameOptions, EventTimeOptions, DeadLetterOptions, KafkaClientOptions)
+OPTION_CLASSES = (
+    SourceOptions,
+    FrameOptions,
+    WindowingOptions,
+    EventTimeOptions,
+    DeadLetterOptions,
+    KafkaClientOptions,
+)
 
 
 def build(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[str, beam.PCollection]:
     o = options.view_as(FrameOptions)
+    source = options.view_as(SourceOptions).source
+    windowing = options.view_as(WindowingOptions)
+    output_time_format = windowing.output_time_format or "epoch"
     events = event_time_policy(options)
     metrics = FrameMetrics(
-        allowed_lateness_s=o.allowed_lateness,
+        allowed_lateness_s=windowing.allowed_lateness,
         event_time_field=events.field or "timestamp",
         time_format=events.time_format,
         unique_users=o.unique_users,
         fill_gaps=o.fill_gaps,
-        output_time_format=o.output_time_format,
+        output_time_format=output_time_format,
         passthrough=o.passthrough_sink is not None,
     )
     kafka = kafka_config(options)
@@ -108,7 +103,7 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[str, beam.P
         pipeline
         | "ReadFrames"
         >> ReadMessages(
-            o.source, batched=FrameMetrics.wants_batches, event_time=events, kafka_config=kafka
+            source, batched=FrameMetrics.wants_batches, event_time=events, kafka_config=kafka
         )
         | "FrameMetrics" >> metrics
     )

@@ -3,6 +3,12 @@
 Underscore names (``--dead_letter_sink``) so each option is also a Dataflow
 Flex Template parameter. URI-valued options are validated when parsed, so a bad
 URI fails with one line before any pipeline is built.
+
+Beam builds one argparse parser from every ``PipelineOptions`` subclass that
+has been imported, so a flag may be declared by one class only: flags that
+several pipelines use (``--source``, ``--sink``, ``--allowed_lateness``,
+``--output_time_format``) live here, with the widest valid type, and each
+pipeline checks its own narrower constraints when it builds.
 """
 
 from __future__ import annotations
@@ -43,6 +49,49 @@ def non_negative(text: str) -> float:
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
     return value
+
+
+class SourceOptions(PipelineOptions):
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument(
+            "--source",
+            type=source_uri,
+            default=None,
+            help="Input: kafka://host:port/topic?..., pubsub://projects/P/subscriptions/S, "
+            "or a JSON Lines path/glob.",
+        )
+
+
+class SinkOptions(PipelineOptions):
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument(
+            "--sink",
+            type=sink_uri,
+            default=None,
+            help="Output: kafka://, pubsub://projects/P/topics/T, a path prefix, or "
+            "(where the pipeline stores rows) sqlite:///, postgresql://, mysql://.",
+        )
+
+
+class WindowingOptions(PipelineOptions):
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument(
+            "--allowed_lateness",
+            type=non_negative,
+            default=30.0,
+            help="Seconds after a window closes during which late records still update it; "
+            "later ones go to the dead-letter sink.",
+        )
+        parser.add_argument(
+            "--output_time_format",
+            choices=("epoch", "epoch_ms", "iso"),
+            default=None,
+            help="Times in outputs: epoch seconds, epoch milliseconds or ISO-8601 UTC "
+            "(default: the pipeline's own, see its help).",
+        )
 
 
 class EventTimeOptions(PipelineOptions):

@@ -1,0 +1,439 @@
+"""``beamstream metrics``: Prometheus-style records → per-window statistics and last N.
+
+Records ``{"name", "labels", "timestamp", "value"}`` from ``--source`` are
+keyed by metric name, plus the labels named in ``--group_by_labels``. Per key
+and sliding event-time window (``--duration`` seconds, every ``--period``
+seconds) it writes to ``--sink``
+
+    {"name", "labels", "window_start", "window_end", "count", "count_nan",
+     "sum", "min", "max", "mean", "last", "p50", "p90", "p99"[, "rate"]}
+
+``rate`` (per second, like Prometheus's ``rate()``, counter resets included)
+for counters: names ending ``_total``, ``_count``, ``_sum``, ``_bucket`` or
+matching ``--counter_pattern``. NaN values are left out of the statistics and
+counted in ``count_nan``. With ``--last_n N --last_n_sink URI`` it also keeps
+the last N records per key and writes ``{"name", "labels", "records",
+"as_of"}`` whenever they change.
+
+Sinks are message URIs (Kafka, Pub/Sub, files: times as ``--output_time_format``
+epoch_ms or iso, non-finite values as "NaN"/"+Inf"/"-Inf") or databases
+(``sqlite:///``, ``postgresql://``, ``mysql://``): tables ``metric_stats`` and
+``metric_last_n``, upserted so replays do not duplicate, read by
+``beamstream query``. Bad and too-late records go to ``--dead_letter_sink``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.runners.runner import PipelineResult
+from apache_beam.transforms import window
+
+from beamstream import counters
+from beamstream.dead_letter import DEAD_LETTER_TAG
+from beamstream.event_time import format_time
+from beamstream.io.sinks import WriteMessages
+from beamstream.io.sources import ReadMessages
+from beamstream.io.uris import SqlUri, parse_sink
+from beamstream.pipelines.launch import OptionsError, parse_options, run_pipeline
+from beamstream.pipelines.options import (
+    DeadLetterOptions,
+    EventTimeOptions,
+    KafkaClientOptions,
+    SinkOptions,
+    SourceOptions,
+    WindowingOptions,
+    event_time_policy,
+    kafka_config,
+    non_negative,
+    sink_uri,
+)
+from beamstream.transforms.last_n import KeepLastN
+from beamstream.transforms.metric_stats import PERCENTILES, WindowedMetricStats
+from beamstream.transforms.prometheus_records import (
+    MetricRecord,
+    ParseMetricRecords,
+    format_value,
+    series_id,
+)
+
+REQUIRED = ("source", "sink")
+DEFAULT_DURATION_S = 60.0
+DEFAULT_PERIOD_S = 10.0
+STATS_TABLE = "metric_stats"
+LAST_N_TABLE = "metric_last_n"
+STAT_COLUMNS = (
+    ("count", "count_nan", "sum", "min", "max", "mean", "last")
+    + tuple(label for label, _ in PERCENTILES)
+    + ("rate",)
+)
+
+
+def _positive(text: str) -> float:
+    value = non_negative(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
+    return value
+
+
+def _regex(text: str) -> str:
+    try:
+        re.compile(text)
+    except re.error as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a regular expression: {exc}") from None
+    return text
+
+
+class MetricsOptions(PipelineOptions):
+    """Options only the metrics pipeline has (shared ones are in options.py)."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument(
+            "--duration",
+            type=_positive,
+            default=DEFAULT_DURATION_S,
+            help=f"Window length in seconds (default {DEFAULT_DURATION_S:g}).",
+        )
+        parser.add_argument(
+            "--period",
+            type=_positive,
+            default=DEFAULT_PERIOD_S,
+            help=f"Seconds between window starts (default {DEFAULT_PERIOD_S:g}).",
+        )
+        parser.add_argument(
+            "--group_by_labels",
+            default="",
+            help="Comma-separated labels added to the key, e.g. instance,job (default: name only).",
+        )
+        parser.add_argument(
+            "--counter_pattern",
+            type=_regex,
+            default=None,
+            help="Regex (searched in the name) marking counters besides "
+            "_total/_count/_sum/_bucket.",
+        )
+        parser.add_argument(
+            "--last_n",
+            type=_positive_int,
+            default=None,
+            help="Keep the last N records per key (needs --last_n_sink).",
+        )
+        parser.add_argument(
+            "--last_n_sink", type=sink_uri, default=None, help="Where the last-N records go."
+        )
+
+
+OPTION_CLASSES = (
+    SourceOptions,
+    SinkOptions,
+    MetricsOptions,
+    WindowingOptions,
+    EventTimeOptions,
+    DeadLetterOptions,
+    KafkaClientOptions,
+)
+
+
+def grouped_labels(text: str) -> tuple[str, ...]:
+    return tuple(label.strip() for label in text.split(",") if label.strip())
+
+
+def key_record(record: MetricRecord, group_by: tuple[str, ...]) -> tuple[str, MetricRecord]:
+    """(name + the grouped labels the record has, record)."""
+    labels = {k: record.labels[k] for k in group_by if k in record.labels}
+    return series_id(record.name, labels), record
+
+
+# --------------------------------------------------------------------------- output shapes
+
+
+def stats_message(stats: dict[str, Any], time_format: str) -> dict[str, Any]:
+    """A statistics record for message sinks: formatted times, JSON-safe values."""
+    out = dict(stats)
+    out["window_start"] = format_time(stats["window_start"], time_format)
+    out["window_end"] = format_time(stats["window_end"], time_format)
+    for column in STAT_COLUMNS:
+        if isinstance(out.get(column), float):
+            out[column] = format_value(out[column])
+    return out
+
+
+def last_n_message(last: dict[str, Any], time_format: str) -> dict[str, Any]:
+    return {
+        "name": last["name"],
+        "labels": last["labels"],
+        "records": [
+            {
+                "timestamp": format_time(r["timestamp"], time_format),
+                "value": format_value(r["value"]),
+                "labels": r["labels"],
+            }
+            for r in last["records"]
+        ],
+        "as_of": format_time(last["as_of"], time_format),
+    }
+
+
+def _sql_number(value: Any) -> Any:
+    """Non-finite floats are stored as NULL (MySQL has no NaN/Inf; SQLite turns NaN into NULL)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def labels_text(labels: dict[str, str]) -> str:
+    return json.dumps(dict(sorted(labels.items())), separators=(",", ":"))
+
+
+def stats_row(stats: dict[str, Any]) -> dict[str, Any]:
+    row = {
+        "name": stats["name"],
+        "labels": labels_text(stats["labels"]),
+        "window_start_ms": stats["window_start"] // 1000,
+        "window_end_ms": stats["window_end"] // 1000,
+        "updated_at_ms": int(time.time() * 1000),
+    }
+    for column in STAT_COLUMNS:
+        row[column] = _sql_number(stats.get(column))
+    return row
+
+
+def last_n_row(last: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": last["name"],
+        "labels": labels_text(last["labels"]),
+        "records": json.dumps(last_n_message(last, "epoch_ms")["records"], separators=(",", ":")),
+        "as_of_ms": last["as_of"] // 1000,
+        "updated_at_ms": int(time.time() * 1000),
+    }
+
+
+# --------------------------------------------------------------------------- SQL tables
+
+
+def _tables():
+    import sqlalchemy as sa
+
+    metadata = sa.MetaData()
+    stats = sa.Table(
+        STATS_TABLE,
+        metadata,
+        sa.Column("name", sa.String(200), primary_key=True),
+        sa.Column("labels", sa.String(512), primary_key=True),
+        sa.Column("window_start_ms", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("window_end_ms", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("count", sa.BigInteger, nullable=False),
+        sa.Column("count_nan", sa.BigInteger, nullable=False),
+        *(sa.Column(c, sa.Float(precision=53)) for c in STAT_COLUMNS[2:]),
+        sa.Column("updated_at_ms", sa.BigInteger, nullable=False),
+    )
+    last_n = sa.Table(
+        LAST_N_TABLE,
+        metadata,
+        sa.Column("name", sa.String(200), primary_key=True),
+        sa.Column("labels", sa.String(512), primary_key=True),
+        sa.Column("records", sa.Text, nullable=False),
+        sa.Column("as_of_ms", sa.BigInteger, nullable=False),
+        sa.Column("updated_at_ms", sa.BigInteger, nullable=False),
+    )
+    return stats, last_n
+
+
+def _create_stats_v1(conn) -> None:
+    _tables()[0].create(conn, checkfirst=True)
+
+
+def _create_last_n_v1(conn) -> None:
+    _tables()[1].create(conn, checkfirst=True)
+
+
+def prepare_stats(engine) -> None:
+    from beamstream.io.sql import migrate
+
+    migrate(engine, STATS_TABLE, [_create_stats_v1])
+
+
+def prepare_last_n(engine) -> None:
+    from beamstream.io.sql import migrate
+
+    migrate(engine, LAST_N_TABLE, [_create_last_n_v1])
+
+
+class _WriteResults(beam.PTransform):
+    """Message sinks get formatted records; databases get upserted rows. Returns dead letters."""
+
+    def __init__(self, uri: str, kind: str, time_format: str, kafka: dict[str, Any]):
+        super().__init__()
+        self._uri = uri
+        self._kind = kind
+        self._format = time_format
+        self._kafka = kafka
+
+    def expand(self, pcoll):
+        if isinstance(parse_sink(self._uri), SqlUri):
+            from beamstream.io.sql import WriteRows
+
+            stats_table, last_n_table = _tables()
+            to_row: Callable[[dict[str, Any]], dict[str, Any]]
+            if self._kind == "stats":
+                table, keys, to_row, prepare = (
+                    stats_table,
+                    ["name", "labels", "window_start_ms", "window_end_ms"],
+                    stats_row,
+                    prepare_stats,
+                )
+            else:
+                table, keys, to_row, prepare = (
+                    last_n_table,
+                    ["name", "labels"],
+                    last_n_row,
+                    prepare_last_n,
+                )
+            return (
+                pcoll
+                | "ToRows" >> beam.Map(to_row)
+                | "Upsert"
+                >> WriteRows(self._uri, table, keys, prepare=prepare, step=f"metrics_{self._kind}")
+            )
+        to_message = stats_message if self._kind == "stats" else last_n_message
+        _ = (
+            pcoll
+            | "ToMessages" >> beam.Map(to_message, self._format)
+            | "Count" >> beam.Map(_count_produced)
+            | "Write" >> WriteMessages(self._uri, kafka_config=self._kafka)
+        )
+        return None
+
+
+def _count_produced(record: dict[str, Any]) -> dict[str, Any]:
+    counters.counter(counters.MESSAGES_PRODUCED).inc()
+    return record
+
+
+# --------------------------------------------------------------------------- the pipeline
+
+
+class Settings(NamedTuple):
+    """The metrics pipeline's options, validated, with its defaults applied."""
+
+    source: str
+    sink: str
+    duration: float
+    period: float
+    allowed_lateness: float
+    group_by: tuple[str, ...]
+    counter_pattern: str | None
+    last_n: int | None
+    last_n_sink: str | None
+    output_time_format: str
+
+
+def validate(options: PipelineOptions) -> Settings:
+    o = options.view_as(MetricsOptions)
+    duration = float(o.duration)
+    period = float(o.period)
+    if duration <= 0 or period <= 0:
+        raise OptionsError("--duration and --period must be > 0")
+    if period > duration:
+        raise OptionsError(f"--period {period:g} is longer than --duration {duration:g}")
+    if (o.last_n is None) != (o.last_n_sink is None):
+        raise OptionsError("--last_n and --last_n_sink go together")
+    windowing = options.view_as(WindowingOptions)
+    time_format = windowing.output_time_format or "epoch_ms"
+    if time_format not in ("epoch", "epoch_ms", "iso"):
+        raise OptionsError(f"--output_time_format {time_format}: use epoch_ms or iso")
+    return Settings(
+        source=options.view_as(SourceOptions).source,
+        sink=options.view_as(SinkOptions).sink,
+        duration=duration,
+        period=period,
+        allowed_lateness=windowing.allowed_lateness,
+        group_by=grouped_labels(o.group_by_labels),
+        counter_pattern=o.counter_pattern,
+        last_n=o.last_n,
+        last_n_sink=o.last_n_sink,
+        output_time_format="epoch_ms" if time_format == "epoch" else time_format,
+    )
+
+
+def build(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[str, Any]:
+    o = validate(options)
+    events = event_time_policy(options)
+    kafka = kafka_config(options)
+    group_by = o.group_by
+    parsed = (
+        pipeline
+        | "ReadRecords"
+        >> ReadMessages(o.source, batched=False, event_time=events, kafka_config=kafka)
+        | "Parse"
+        >> beam.ParDo(
+            ParseMetricRecords(
+                event_time_field=events.field,
+                time_format=events.time_format,
+                period_us=int(o.period * 1_000_000),
+                duration_us=int(o.duration * 1_000_000),
+                allowed_lateness_us=int(o.allowed_lateness * 1_000_000),
+            )
+        ).with_outputs(DEAD_LETTER_TAG, main="records")
+    )
+    keyed = parsed.records | "Key" >> beam.Map(key_record, group_by)
+    stats = keyed | "WindowStats" >> WindowedMetricStats(
+        o.duration, o.period, o.allowed_lateness, o.counter_pattern
+    )
+    dead_letters = [parsed[DEAD_LETTER_TAG]]
+    written = stats | "WriteStats" >> _WriteResults(o.sink, "stats", o.output_time_format, kafka)
+    if written is not None:
+        dead_letters.append(written)
+    outputs: dict[str, Any] = {"stats": stats}
+    if o.last_n and o.last_n_sink:
+        last = keyed | "KeepLastN" >> KeepLastN(o.last_n)
+        outputs["last_n"] = last
+        written = last | "WriteLastN" >> _WriteResults(
+            o.last_n_sink, "last_n", o.output_time_format, kafka
+        )
+        if written is not None:
+            dead_letters.append(written)
+    dead = [
+        d | f"DeadLettersGlobal{n}" >> beam.WindowInto(window.GlobalWindows())
+        for n, d in enumerate(dead_letters)
+    ] | "AllDeadLetters" >> beam.Flatten()
+    outputs["dead_letters"] = dead
+    sink = options.view_as(DeadLetterOptions).dead_letter_sink
+    if sink:
+        dead | "WriteDeadLetters" >> WriteMessages(sink, kafka_config=kafka)
+    return outputs
+
+
+def run(argv: Sequence[str] | None = None, test_pipeline=None) -> PipelineResult:
+    options = parse_options(argv, REQUIRED)
+    validate(options)
+    return run_pipeline(build, options, test_pipeline)
+
+
+def main(argv: Sequence[str]) -> int:
+    from beamstream.pipelines.help import print_help
+
+    if "--help" in argv or "-h" in argv:
+        print_help("metrics", __doc__ or "", OPTION_CLASSES)
+        return 0
+    run(argv)
+    return 0
