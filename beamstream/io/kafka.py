@@ -100,19 +100,27 @@ class ReadFromKafka(beam.PTransform):
         event_time: EventTimePolicy = EventTimePolicy(),
         consumer_config: dict[str, Any] | None = None,
         max_batch: int | None = None,
+        finality: tuple[float, float] = (0.0, 0.0),
     ):
+        """``finality``: (largest window, allowed lateness) in seconds of the
+        pipeline's aggregations, so streaming commits wait for final windows."""
         super().__init__()
         # Batches travel as one element each: bigger ones pay the runner's
         # per-event cost less often. Single records gain nothing from it.
         max_batch = max_batch or (20_000 if batched else 5000)
-        self._spec = read_spec(uri, event_time, consumer_config, max_batch)
+        spec = read_spec(uri, event_time, consumer_config, max_batch)
+        self._spec = dataclasses.replace(
+            spec, commit_window_s=finality[0], commit_lateness_s=finality[1]
+        )
         self._batched = batched
+        self.live_feed: ReadLiveFeed | None = None
 
     def expand(self, pbegin):
         spec = self._spec
         unbounded = spec.stop == "never" and spec.max_records is None and spec.max_read_time is None
         if is_local_streaming(pbegin.pipeline, unbounded):
-            return pbegin | "LiveFeed" >> ReadLiveFeed(KafkaFeed(spec, self._batched))
+            self.live_feed = ReadLiveFeed(KafkaFeed(spec, self._batched))
+            return pbegin | "LiveFeed" >> self.live_feed
         if is_direct_runner(pbegin.pipeline):
             # The DirectRunner keeps shuffled data in memory: a finished read
             # bundle is not durable, so commit only when the run succeeded.

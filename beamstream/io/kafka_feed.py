@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
+from beamstream.io.commit_ledger import CommitLedger
 from beamstream.io.kafka_reader import KafkaBatchReader, KafkaReadSpec
-from beamstream.io.live_feed import FeedStep
+from beamstream.io.live_feed import STOP_FLUSH, FeedProgress, FeedStep
 from beamstream.io.message import NO_WATERMARK, MessageBatch
+from beamstream.io.watermarks import MAX_WATERMARK
 
 
 def batch_timestamp(batch: MessageBatch) -> int:
@@ -48,35 +49,67 @@ class _KafkaFeedRun:
         self._reader = KafkaBatchReader(spec)
         self._batched = batched
         self._commit = spec.commit == "finalize" and spec.group is not None
-        # (event sequence number, positions after it): committed once acknowledged.
-        self._pending: deque[tuple[int, dict[tuple[str, int], int]]] = deque()
+        self._ledger = CommitLedger(spec.commit_window_s, spec.commit_lateness_s)
 
-    def steps(self, acked: Callable[[], int]) -> Iterator[FeedStep]:
+    def steps(self, progress: FeedProgress) -> Iterator[FeedStep]:
         reader, seq, announced = self._reader, 0, None
-        while not reader.done:
+        while not reader.done and not progress.stop_requested():
             batches = reader.read()
             elements = as_elements(batches, self._batched) if batches else []
             if elements:
                 seq += 1
                 if self._commit:
-                    self._pending.append((seq, reader.positions()))
+                    for batch in batches:
+                        self._ledger.record(seq, batch)
             watermark = reader.watermark_us
             new = watermark if watermark != announced and watermark != NO_WATERMARK else None
             announced = watermark
             yield FeedStep(elements, new)
-            self._commit_acknowledged(acked())
-        deadline = time.monotonic() + 60
-        while self._pending and acked() < seq and time.monotonic() < deadline:
-            yield FeedStep([], None)
-            time.sleep(0.01)
-        self._commit_acknowledged(acked())
+            self._commit_safe(progress)
+        if progress.stop_requested() == STOP_FLUSH or reader.done:
+            yield from self._drain(progress, seq, flush=True)
+        else:
+            yield from self._drain(progress, seq, flush=False)
 
-    def _commit_acknowledged(self, acked: int) -> None:
-        latest = None
-        while self._pending and self._pending[0][0] <= acked:
-            latest = self._pending.popleft()[1]
-        if latest is not None:
-            self._reader.commit(latest)
+    def _drain(self, progress: FeedProgress, seq: int, flush: bool) -> Iterator[FeedStep]:
+        """Stops reading: waits for the pipeline to take in and write what was read.
+
+        ``flush`` closes every window (watermark to the end of time), so all that
+        was read is written and committed. Otherwise open windows stay open and
+        their records uncommitted, to be rebuilt whole after a restart.
+        """
+        if flush:
+            yield FeedStep([], MAX_WATERMARK)
+        target = self._ledger.newest_final_at() if flush else None
+        deadline = time.monotonic() + 60
+        last_change, last_sink = time.monotonic(), progress.sink_watermark()
+        while time.monotonic() < deadline:
+            sink = progress.sink_watermark()
+            if sink != last_sink:
+                last_change, last_sink = time.monotonic(), sink
+            acked = progress() >= seq
+            if acked and (sink is None or (target is not None and sink >= target)):
+                break
+            if acked and not flush and time.monotonic() - last_change > 2.0:
+                break  # the sinks have written all they can below the watermark
+            yield FeedStep([], None)
+            time.sleep(0.05)
+        self._commit_safe(progress, everything=flush and self._reader.done)
+        progress.mark_stopped()
+        if not flush:
+            # Keep the stream open until the pipeline is cancelled, so the
+            # runner does not close (and emit) the windows still open.
+            while time.monotonic() < deadline + 60:
+                yield FeedStep([], None)
+                time.sleep(0.2)
+
+    def _commit_safe(self, progress: FeedProgress, everything: bool = False) -> None:
+        if not self._commit:
+            return
+        sink = progress.sink_watermark()
+        offsets = self._ledger.safe_offsets(progress(), None if everything else sink)
+        if offsets:
+            self._reader.commit(offsets, watermark_us=sink)
 
     def close(self) -> None:
         self._reader.close()

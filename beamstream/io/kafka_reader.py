@@ -33,6 +33,15 @@ _LOG = logging.getLogger(__name__)
 _CONFIRMING_POLLS = 2
 
 
+def _watermark_of(metadata: str | None) -> int | None:
+    if metadata and metadata.startswith("wm="):
+        try:
+            return int(metadata[3:])
+        except ValueError:
+            return None
+    return None
+
+
 class KafkaReadError(RuntimeError):
     """The read cannot proceed (no broker, no topic); the message says why."""
 
@@ -56,6 +65,10 @@ class KafkaReadSpec:
     # Commit only once the whole run succeeded (runners that keep intermediate
     # results in memory, where a bundle being finished is not durable).
     commit_on_success: bool = False
+    # Streaming commits wait until records' windows are final: the largest
+    # window the pipeline uses and its allowed lateness (0, 0 = per record).
+    commit_window_s: float = 0.0
+    commit_lateness_s: float = 0.0
 
     @property
     def servers_text(self) -> str:
@@ -158,12 +171,19 @@ class KafkaBatchReader:
         if spec.start == "latest":
             consumer.seek_to_end(*tps)
         elif spec.start == "committed":
+            restored = []
             for tp in tps:
-                committed = consumer.committed(tp)
+                committed = consumer.committed(tp, metadata=True)
                 if committed is None:
                     consumer.seek_to_beginning(tp)
-                else:
-                    consumer.seek(tp, committed)
+                    continue
+                consumer.seek(tp, committed.offset)
+                restored.append(_watermark_of(committed.metadata))
+            # Resume with the watermark the commit was made at, so windows
+            # that were final then are not rebuilt from part of their records.
+            known = [w for w in restored if w is not None]
+            if known and len(known) == len(tps):
+                self.watermarks.restore(min(known))
         elif spec.start.isdigit():
             found = consumer.offsets_for_times({tp: int(spec.start) for tp in tps})
             ends = consumer.end_offsets(tps)
@@ -319,15 +339,21 @@ class KafkaBatchReader:
         return MAX_WATERMARK if self.done else self.watermarks.current
 
     # -- committing ----------------------------------------------------------------
-    def commit(self, offsets: dict[tuple[str, int], int]) -> None:
-        """Commits next-offsets to the group (no-op without a group)."""
+    def commit(
+        self, offsets: dict[tuple[str, int], int], watermark_us: int | None = None
+    ) -> None:
+        """Commits next-offsets to the group (no-op without a group).
+
+        ``watermark_us`` is stored in the commit metadata for a restart.
+        """
         if not self.spec.group or self.spec.commit == "none" or not offsets:
             return
         from kafka import OffsetAndMetadata
 
+        metadata = f"wm={watermark_us}" if watermark_us is not None else ""
         self._consumer.commit(
             {
-                self._tps[p]: OffsetAndMetadata(o, "", -1)
+                self._tps[p]: OffsetAndMetadata(o, metadata, -1)
                 for p, o in offsets.items()
                 if p in self._tps
             }

@@ -14,6 +14,14 @@ step after the TestStream acknowledges it through shared memory, and the feed
 keeps at most ``max_in_flight`` events ahead of that. The same acknowledgement
 drives offset commits. The runner stops a TestStream that is silent for 30 s,
 so an idle feed sends watermark heartbeats.
+
+Progress and stopping: ``CommitAfterWrites`` puts a probe after a pipeline's
+sinks; its event-time timers fire once the sinks' output watermark has passed
+a time, and it reports that *sink watermark* to the feed, which then knows
+which windows are written for good (and which offsets it may commit).
+``request_stop()`` asks every feed of this process to stop reading, either
+letting what was read finish (``finish``) or flushing every open window
+(``flush``), and to commit what the sinks have written.
 """
 
 from __future__ import annotations
@@ -35,6 +43,10 @@ from typing import Any, Protocol
 
 import apache_beam as beam
 from apache_beam.coders import coders
+from apache_beam.coders.coders import VarIntCoder
+from apache_beam.transforms import window
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
 
 _LOG = logging.getLogger(__name__)
 HEARTBEAT_S = 5.0
@@ -49,11 +61,37 @@ class FeedStep:
 
 
 class Feed(Protocol):
-    """A source of steps; it commits what ``acked()`` says the pipeline consumed."""
+    """A source of steps; it commits what ``progress`` says the pipeline has done."""
 
-    def steps(self, acked: Callable[[], int]) -> Iterator[FeedStep]: ...
+    def steps(self, progress: FeedProgress) -> Iterator[FeedStep]: ...
 
     def close(self) -> None: ...
+
+
+# Shared-memory slots between the pipeline process and the feed process.
+_ACKED, _SINK_WATERMARK, _STOP, _STOPPED, _PROBE = range(5)
+_SLOTS = 8
+STOP_NONE, STOP_FINISH, STOP_FLUSH = 0, 1, 2
+
+
+class FeedProgress:
+    """The feed's view of the pipeline: called, it returns the last acknowledged event."""
+
+    def __init__(self, slots):
+        self._slots = slots
+
+    def __call__(self) -> int:
+        return self._slots[_ACKED]
+
+    def sink_watermark(self) -> int | None:
+        """Event time the sinks' output watermark has passed; None without a probe."""
+        return self._slots[_SINK_WATERMARK] if self._slots[_PROBE] else None
+
+    def stop_requested(self) -> int:
+        return self._slots[_STOP]
+
+    def mark_stopped(self) -> None:
+        self._slots[_STOPPED] = 1
 
 
 FeedFactory = Callable[[], Feed]
@@ -93,9 +131,8 @@ def _serve(factory: FeedFactory, acked_memory: str, max_in_flight: int, parent_p
     resource_tracker.unregister(shared._name, "shared_memory")  # type: ignore[attr-defined]
     assert shared.buf is not None
     acked_view = shared.buf.cast("q")
-
-    def acked() -> int:
-        return acked_view[0]
+    progress = FeedProgress(acked_view)
+    acked = progress
 
     class Servicer(beam_interactive_api_pb2_grpc.TestStreamServiceServicer):
         def Events(self, request, context):  # noqa: N802 - gRPC method name
@@ -105,7 +142,7 @@ def _serve(factory: FeedFactory, acked_memory: str, max_in_flight: int, parent_p
             last_sent = time.monotonic()
             last_watermark = None
             try:
-                for step in feed.steps(acked):
+                for step in feed.steps(progress):
                     if stopped.is_set():
                         return
                     while seq - acked() >= max_in_flight and not stopped.is_set():
@@ -168,19 +205,23 @@ _FEEDS: dict[str, _FeedProcess] = {}
 
 
 class _FeedProcess:
-    """The child process serving one feed, and the shared ack counter.
+    """The child process serving one feed, and the shared progress slots.
 
     Started with ``python -m`` rather than multiprocessing's spawn, which would
     re-run the user's main script in the child.
     """
 
     def __init__(self, factory: FeedFactory, max_in_flight: int):
+        from beamstream.io.message import NO_WATERMARK
+
         self._shared: shared_memory.SharedMemory | None = shared_memory.SharedMemory(
-            create=True, size=8
+            create=True, size=8 * _SLOTS
         )
         assert self._shared.buf is not None
-        self._acked = self._shared.buf.cast("q")
-        self._acked[0] = 0
+        self._slots = self._shared.buf.cast("q")
+        for slot in range(_SLOTS):
+            self._slots[slot] = 0
+        self._slots[_SINK_WATERMARK] = NO_WATERMARK
         self.process = subprocess.Popen(
             [sys.executable, "-m", "beamstream.io.live_feed"],
             stdin=subprocess.PIPE,
@@ -198,8 +239,26 @@ class _FeedProcess:
         self.endpoint = f"127.0.0.1:{line.split()[1]}"
 
     def ack(self, seq: int) -> None:
-        if self._shared is not None and seq > self._acked[0]:
-            self._acked[0] = seq
+        if self._shared is not None and seq > self._slots[_ACKED]:
+            self._slots[_ACKED] = seq
+
+    def attach_probe(self) -> None:
+        if self._shared is not None:
+            self._slots[_PROBE] = 1
+
+    def report_sink_watermark(self, micros: int) -> None:
+        if self._shared is not None and micros > self._slots[_SINK_WATERMARK]:
+            self._slots[_SINK_WATERMARK] = micros
+
+    def request_stop(self, mode: int) -> None:
+        if self._shared is not None:
+            self._slots[_STOP] = mode
+
+    @property
+    def stopped(self) -> bool:
+        if self._shared is None or self.process.poll() is not None:
+            return True
+        return bool(self._slots[_STOPPED])
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -209,10 +268,22 @@ class _FeedProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
         if self._shared is not None:
-            self._acked.release()
+            self._slots.release()
             self._shared.close()
             self._shared.unlink()
             self._shared = None
+
+
+def request_stop(flush: bool = False) -> int:
+    """Asks every live feed of this process to stop reading; returns how many."""
+    feeds = [feed for feed in _FEEDS.values() if not feed.stopped]
+    for feed in feeds:
+        feed.request_stop(STOP_FLUSH if flush else STOP_FINISH)
+    return len(feeds)
+
+
+def all_stopped() -> bool:
+    return all(feed.stopped for feed in _FEEDS.values())
 
 
 @atexit.register
@@ -221,45 +292,132 @@ def _stop_all() -> None:
         feed.stop()
 
 
+HEARTBEAT_TAG = "progress"
+
+
 class _AckAndUnwrap(beam.DoFn):
-    """Acknowledges each event to the feed and passes its value on."""
+    """Acknowledges each event to the feed and passes its value on.
+
+    Once per event it also emits a heartbeat, timestamped at the event's
+    newest event time, for the progress probe behind the sinks.
+    """
 
     def __init__(self, feed_id: str):
         self._feed_id = feed_id
         self._feed: _FeedProcess | None = None
+        self._last_seq = 0
 
     def setup(self):
         self._feed = _FEEDS.get(self._feed_id)
 
-    def process(self, element):
+    def process(self, element, timestamp=beam.DoFn.TimestampParam):
         seq, value = element
-        if self._feed is not None:
-            self._feed.ack(seq)
+        if seq != self._last_seq:
+            self._last_seq = seq
+            if self._feed is not None:
+                self._feed.ack(seq)
+            times = getattr(value, "event_times_us", None)
+            newest = max((t for t in times if t is not None), default=None) if times else None
+            yield beam.pvalue.TaggedOutput(
+                HEARTBEAT_TAG,
+                window.TimestampedValue(
+                    ("", seq), newest / 1e6 if newest is not None else timestamp
+                ),
+            )
         yield value
+
+
+class _ReportSinkWatermark(beam.DoFn):
+    """A watermark timer behind the sinks: when it fires at T, every result up to T is written.
+
+    At most one timer is pending, so a steady stream of heartbeats cannot keep
+    pushing it ahead of the watermark.
+    """
+
+    PENDING = ReadModifyWriteStateSpec("pending", VarIntCoder())
+    FIRE = TimerSpec("fire", TimeDomain.WATERMARK)
+
+    def __init__(self, feed_ids: list[str]):
+        self._feed_ids = feed_ids
+
+    def setup(self):
+        self._feeds = [_FEEDS[f] for f in self._feed_ids if f in _FEEDS]
+        for feed in self._feeds:
+            feed.attach_probe()
+
+    def process(
+        self,
+        element,
+        timestamp=beam.DoFn.TimestampParam,
+        pending=beam.DoFn.StateParam(PENDING),
+        fire=beam.DoFn.TimerParam(FIRE),
+    ):
+        if pending.read() is None:
+            pending.write(timestamp.micros)
+            fire.set(timestamp)
+
+    @on_timer(FIRE)
+    def fired(self, timestamp=beam.DoFn.TimestampParam, pending=beam.DoFn.StateParam(PENDING)):
+        pending.clear()
+        for feed in self._feeds:
+            feed.report_sink_watermark(timestamp.micros)
+        return []
+
+
+class CommitAfterWrites(beam.PTransform):
+    """Tells the live feeds of ``heartbeats`` how far the given writes have got.
+
+    ``written`` are the PCollections sinks return; their output watermark moves
+    only once everything before it has been written.
+    """
+
+    def __init__(self, feed_ids: list[str]):
+        super().__init__()
+        self._feed_ids = feed_ids
+
+    def expand(self, pcolls):
+        global_windows = [
+            pcoll | f"Global{i}" >> beam.WindowInto(window.GlobalWindows())
+            for i, pcoll in enumerate(pcolls)
+        ]
+        keyed = (
+            global_windows
+            | "Progress" >> beam.Flatten()
+            | "Key" >> beam.Map(lambda _: ("", 0)).with_output_types(tuple[str, int])
+        )
+        return keyed | "ReportSinkWatermark" >> beam.ParDo(_ReportSinkWatermark(self._feed_ids))
 
 
 class ReadLiveFeed(beam.PTransform):
     """Streams a feed into the local streaming DirectRunner through TestStream.
 
     Only for the DirectRunner: the feed process lives beside the pipeline.
+    After expansion, ``heartbeats`` and ``feed_id`` let ``CommitAfterWrites``
+    report sink progress back to the feed.
     """
 
     def __init__(self, factory: FeedFactory, max_in_flight: int = 8):
         super().__init__()
         self._factory = factory
         self._max_in_flight = max_in_flight
+        self.feed_id: str | None = None
+        self.heartbeats: beam.PCollection | None = None
 
     def expand(self, pbegin):
         from apache_beam.testing.test_stream import TestStream
 
-        feed_id = uuid.uuid4().hex
+        self.feed_id = uuid.uuid4().hex
         process = _FeedProcess(self._factory, self._max_in_flight)
-        _FEEDS[feed_id] = process
-        return (
+        _FEEDS[self.feed_id] = process
+        outputs = (
             pbegin
             | "LiveFeed" >> TestStream(coder=_BatchCoder(), endpoint=process.endpoint)
-            | "Ack" >> beam.ParDo(_AckAndUnwrap(feed_id))
+            | "Ack" >> beam.ParDo(_AckAndUnwrap(self.feed_id)).with_outputs(
+                HEARTBEAT_TAG, main="records"
+            )
         )
+        self.heartbeats = outputs[HEARTBEAT_TAG]
+        return outputs.records
 
 
 if __name__ == "__main__":

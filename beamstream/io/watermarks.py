@@ -64,6 +64,10 @@ class PartitionWatermarks:
             self._clock() - self._last_data.get(partition, 0.0) >= self._idle_timeout_s
         )
 
+    def restore(self, watermark_us: int) -> None:
+        """Starts from a watermark announced before (resuming a committed read)."""
+        self._current = max(self._current, watermark_us)
+
     @property
     def current(self) -> int:
         return self._current

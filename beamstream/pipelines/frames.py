@@ -99,25 +99,26 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[str, beam.P
         passthrough=o.passthrough_sink is not None,
     )
     kafka = kafka_config(options)
-    outputs = (
-        pipeline
-        | "ReadFrames"
-        >> ReadMessages(
-            source, batched=FrameMetrics.wants_batches, event_time=events, kafka_config=kafka
-        )
-        | "FrameMetrics" >> metrics
+    read = ReadMessages(
+        source,
+        batched=FrameMetrics.wants_batches,
+        event_time=events,
+        kafka_config=kafka,
+        finality=(60.0, windowing.allowed_lateness),
     )
-    outputs["per_second"] | "WritePerSecond" >> WriteMessages(o.per_second_sink, kafka_config=kafka)
-    outputs["per_minute"] | "WritePerMinute" >> WriteMessages(o.per_minute_sink, kafka_config=kafka)
-    dead_letter_sink = options.view_as(DeadLetterOptions).dead_letter_sink
-    if dead_letter_sink:
-        outputs["dead_letters"] | "WriteDeadLetters" >> WriteMessages(
-            dead_letter_sink, kafka_config=kafka
-        )
-    if o.passthrough_sink:
-        outputs["frames"] | "WritePassthrough" >> WriteMessages(
-            o.passthrough_sink, kafka_config=kafka
-        )
+    outputs = pipeline | "ReadFrames" >> read | "FrameMetrics" >> metrics
+    sinks = {  # output -> (step label, sink URI)
+        "per_second": ("WritePerSecond", o.per_second_sink),
+        "per_minute": ("WritePerMinute", o.per_minute_sink),
+        "dead_letters": ("WriteDeadLetters", options.view_as(DeadLetterOptions).dead_letter_sink),
+        "frames": ("WritePassthrough", o.passthrough_sink),
+    }
+    written = [
+        outputs[name] | label >> WriteMessages(uri, kafka_config=kafka)
+        for name, (label, uri) in sinks.items()
+        if uri
+    ]
+    read.commit_after(written)
     return outputs
 
 
