@@ -5,6 +5,7 @@ from __future__ import annotations
 from beamstream.event_time import EventTimeError
 from beamstream.io.kafka_reader import KafkaReadError
 from beamstream.io.uris import UriError
+from beamstream.models.artifacts import ModelArtifactError
 from beamstream.pipelines.launch import OptionsError
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
@@ -12,5 +13,6 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     OptionsError,
     KafkaReadError,
     EventTimeError,
+    ModelArtifactError,
     FileNotFoundError,
 )

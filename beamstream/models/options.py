@@ -1,0 +1,107 @@
+"""Pipeline options that configure a model for ``RunInference`` (infer, detect)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+from beamstream.models.artifacts import verified_bytes
+from beamstream.models.predict import Predict
+
+# Batch runs: big batches amortise Beam's per-batch and per-element costs.
+BATCH_MAX_BATCH_SIZE = 2000
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
+    return value
+
+
+class ModelOptions(PipelineOptions):
+    """Which model serves the requests, and how ``RunInference`` batches them."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument(
+            "--model",
+            help="Model directory (model.joblib + metadata.json), local or gs://; "
+            "written by `beamstream train`.",
+        )
+        parser.add_argument(
+            "--min_batch_size",
+            type=positive_int,
+            default=None,
+            help="Fewest requests per model call (Beam BatchElements).",
+        )
+        parser.add_argument(
+            "--max_batch_size",
+            type=positive_int,
+            default=None,
+            help="Most requests per model call (default 2000 for batch runs, "
+            "Beam's default when streaming).",
+        )
+        parser.add_argument(
+            "--model_updates",
+            default=None,
+            help="Streaming on Dataflow/Flink/Prism: file pattern of new model versions, "
+            "e.g. gs://b/models/*/metadata.json; the newest is swapped in without a restart.",
+        )
+        parser.add_argument(
+            "--model_update_interval",
+            type=positive_int,
+            default=300,
+            help="Seconds between checks of --model_updates.",
+        )
+        parser.add_argument(
+            "--max_batch_duration_secs",
+            type=positive_int,
+            default=None,
+            help="Streaming: longest a request waits for its batch to fill.",
+        )
+
+
+def predict_transform(options: PipelineOptions, **kwargs: Any) -> Predict:
+    """``Predict`` for ``--model``, verified here so a bad model fails before any worker starts."""
+    m = options.view_as(ModelOptions)
+    _, metadata = verified_bytes(m.model)
+    max_batch = m.max_batch_size
+    if max_batch is None and not options.view_as(StandardOptions).streaming:
+        max_batch = BATCH_MAX_BATCH_SIZE
+    min_batch = m.min_batch_size
+    if min_batch is not None and max_batch is not None and min_batch > max_batch:
+        max_batch = min_batch
+    return Predict(
+        m.model,
+        metadata,
+        min_batch_size=min_batch,
+        max_batch_size=max_batch,
+        max_batch_duration_secs=m.max_batch_duration_secs,
+        watch_pattern=m.model_updates,
+        watch_interval_s=float(m.model_update_interval),
+        **kwargs,
+    )
+
+
+# Runners whose Python streaming cannot run PeriodicImpulse (design.md), which
+# WatchFilePattern needs; a batch run would wait on the watch forever.
+_NO_MODEL_UPDATES = {"DirectRunner", "SwitchingDirectRunner", "BundleBasedDirectRunner"}
+
+
+def model_updates_unsupported(options: PipelineOptions) -> str | None:
+    """Why ``--model_updates`` cannot work with these options, or None if it can."""
+    if not options.view_as(ModelOptions).model_updates:
+        return None
+    standard = options.view_as(StandardOptions)
+    runner = str(standard.runner or "DirectRunner").rsplit(".", 1)[-1]
+    if runner in _NO_MODEL_UPDATES:
+        return f"--model_updates needs Dataflow, Flink or Prism (not the {runner})"
+    if not standard.streaming:
+        return "--model_updates needs --streaming (the watch never ends)"
+    return None

@@ -1,0 +1,114 @@
+"""``beamstream detect``: metric aggregates in, anomalies out.
+
+Reads the metric aggregation pipeline's records (``beamstream metrics``:
+``{"name", "labels", "window_start", "window_end", "count", "mean", "min",
+"max", "p50", "p90", "p99", ...}``) from ``--source``, scores each with the
+IsolationForest in ``--model`` (``beamstream train anomaly``) through Beam's
+``RunInference``, and writes the anomalous ones to ``--sink`` as the
+aggregate plus ``{"id", "score", "anomaly": true, "model", "latency_ms"}``.
+``score`` is the forest's ``decision_function``: below 0 is anomalous, more
+negative is more so. ``--all_scores`` writes every aggregate with its score.
+``id`` is the record's own ``id`` or its source position (topic[partition]@offset,
+file@byte). Aggregates lacking a numeric feature go to ``--dead_letter_sink``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.runners.runner import PipelineResult
+
+from beamstream.io.event_time_policy import EventTimePolicy
+from beamstream.io.sinks import WriteMessages
+from beamstream.io.sources import ReadMessages
+from beamstream.models.artifacts import ModelArtifactError
+from beamstream.models.options import (
+    ModelOptions,
+    model_updates_unsupported,
+    predict_transform,
+)
+from beamstream.pipelines.launch import OptionsError, parse_options, run_pipeline
+from beamstream.pipelines.options import (
+    DeadLetterOptions,
+    KafkaClientOptions,
+    SinkOptions,
+    SourceOptions,
+    kafka_config,
+)
+
+REQUIRED = ("source", "sink", "model")
+# Scores do not depend on event time; the broker's timestamp keeps the reader cheap.
+BROKER_TIME = EventTimePolicy(field=None)
+
+
+class DetectOptions(PipelineOptions):
+    """Options only the detect pipeline has (--source/--sink are shared)."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument(
+            "--all_scores",
+            action="store_true",
+            default=False,
+            help="Write every aggregate with its score, not only the anomalies.",
+        )
+
+
+OPTION_CLASSES = (
+    SourceOptions,
+    SinkOptions,
+    DetectOptions,
+    ModelOptions,
+    DeadLetterOptions,
+    KafkaClientOptions,
+)
+
+
+def build(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[str, beam.PCollection]:
+    o = options.view_as(DetectOptions)
+    source = options.view_as(SourceOptions).source
+    sink = options.view_as(SinkOptions).sink
+    kafka = kafka_config(options)
+    predict = predict_transform(options, keep_record=True, only_anomalies=not o.all_scores)
+    if predict.kind != "detector":
+        raise OptionsError(
+            f"--model {options.view_as(ModelOptions).model} is a {predict.kind}; "
+            "detect needs an anomaly model (beamstream train anomaly)"
+        )
+    outputs = (
+        pipeline
+        | "ReadAggregates" >> ReadMessages(source, event_time=BROKER_TIME, kafka_config=kafka)
+        | "Score" >> predict
+    )
+    outputs["predictions"] | "WriteAnomalies" >> WriteMessages(sink, kafka_config=kafka)
+    dead_letter_sink = options.view_as(DeadLetterOptions).dead_letter_sink
+    if dead_letter_sink:
+        outputs["dead_letters"] | "WriteDeadLetters" >> WriteMessages(
+            dead_letter_sink, kafka_config=kafka
+        )
+    return outputs
+
+
+def run(argv: Sequence[str] | None = None, test_pipeline=None) -> PipelineResult:
+    options = parse_options(argv, REQUIRED)
+    problem = model_updates_unsupported(options)
+    if problem:
+        raise OptionsError(problem)
+    return run_pipeline(build, options, test_pipeline)
+
+
+def main(argv: Sequence[str]) -> int:
+    from beamstream.pipelines.help import print_help
+
+    if "--help" in argv or "-h" in argv:
+        print_help("detect", __doc__ or "", OPTION_CLASSES)
+        return 0
+    try:
+        run(argv)
+    except ModelArtifactError as exc:
+        print(f"beamstream detect: error: {exc}", file=sys.stderr)
+        return 2
+    return 0

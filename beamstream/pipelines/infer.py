@@ -1,0 +1,93 @@
+"""``beamstream infer``: requests from a topic or file in, predictions out.
+
+Requests from ``--source``::
+
+    {"id": "...", "image": [[8 rows of 8 numbers]]}  or  {"id": "...", "features": [64 numbers]}
+
+(for an anomaly model: metric aggregates, see ``beamstream detect``) become
+responses on ``--sink``::
+
+    {"id", "label", "probabilities", "model": {"name", "version"}, "latency_ms"}
+    {"id", "score", "anomaly", "model": {...}, "latency_ms"}           (anomaly model)
+
+through Beam's ``RunInference`` with a keyed scikit-learn handler. The model
+in ``--model`` (written by ``beamstream train``) is checked against its
+metadata (sha256, scikit-learn version) and loaded once per worker process.
+Requests of the wrong shape or type go to ``--dead_letter_sink`` with the
+reason. Batch sizes: ``--min_batch_size`` / ``--max_batch_size``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.runners.runner import PipelineResult
+
+from beamstream.io.event_time_policy import EventTimePolicy
+from beamstream.io.sinks import WriteMessages
+from beamstream.io.sources import ReadMessages
+from beamstream.models.artifacts import ModelArtifactError
+from beamstream.models.options import (
+    ModelOptions,
+    model_updates_unsupported,
+    predict_transform,
+)
+from beamstream.pipelines.launch import OptionsError, parse_options, run_pipeline
+from beamstream.pipelines.options import (
+    DeadLetterOptions,
+    KafkaClientOptions,
+    SinkOptions,
+    SourceOptions,
+    kafka_config,
+)
+
+REQUIRED = ("source", "sink", "model")
+
+
+OPTION_CLASSES = (SourceOptions, SinkOptions, ModelOptions, DeadLetterOptions, KafkaClientOptions)
+# Requests carry no event time: stamp them with the broker's (publish) time.
+BROKER_TIME = EventTimePolicy(field=None)
+
+
+def build(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[str, beam.PCollection]:
+    source = options.view_as(SourceOptions).source
+    sink = options.view_as(SinkOptions).sink
+    kafka = kafka_config(options)
+    predict = predict_transform(options)
+    outputs = (
+        pipeline
+        | "ReadRequests" >> ReadMessages(source, event_time=BROKER_TIME, kafka_config=kafka)
+        | "Predict" >> predict
+    )
+    outputs["predictions"] | "WritePredictions" >> WriteMessages(sink, kafka_config=kafka)
+    dead_letter_sink = options.view_as(DeadLetterOptions).dead_letter_sink
+    if dead_letter_sink:
+        outputs["dead_letters"] | "WriteDeadLetters" >> WriteMessages(
+            dead_letter_sink, kafka_config=kafka
+        )
+    return outputs
+
+
+def run(argv: Sequence[str] | None = None, test_pipeline=None) -> PipelineResult:
+    options = parse_options(argv, REQUIRED)
+    problem = model_updates_unsupported(options)
+    if problem:
+        raise OptionsError(problem)
+    return run_pipeline(build, options, test_pipeline)
+
+
+def main(argv: Sequence[str]) -> int:
+    from beamstream.pipelines.help import print_help
+
+    if "--help" in argv or "-h" in argv:
+        print_help("infer", __doc__ or "", OPTION_CLASSES)
+        return 0
+    try:
+        run(argv)
+    except ModelArtifactError as exc:
+        print(f"beamstream infer: error: {exc}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,160 @@
+"""Inference throughput: ``beamstream infer`` on the DirectRunner vs raw ``predict_proba``.
+
+    python -m bench.infer [--requests 200000] [--max_batch_size 2000] [--workdir DIR]
+
+Writes N digit requests (held-out images, alternately as ``features`` and as
+8x8 ``image``) to a JSON Lines file, then in the same run measures
+
+* the pipeline: file -> parse -> RunInference (keyed, verified handler) ->
+  format -> file, on the DirectRunner (FnApiRunner in batch), start-up included;
+* ``predict_proba`` alone on the same requests as arrays, in batches of the same size;
+* a plain Python loop: json.loads -> predict_proba in batches -> json.dumps.
+
+and prints the rates and the pipeline/raw ratio. Target: >= 20,000 predictions/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import tempfile
+import time
+
+import numpy as np
+
+TARGET = 20_000
+
+
+def write_requests(path: str, n: int) -> np.ndarray:
+    from beamstream.models import digits
+
+    X, _ = digits.held_out()
+    rows = np.resize(np.arange(len(X)), n)
+    with open(path, "w", encoding="utf-8") as handle:
+        for i, r in enumerate(rows):
+            pixels = X[r].astype(int)
+            if i % 2:
+                record = {"id": f"q{i}", "features": pixels.tolist()}
+            else:
+                record = {"id": f"q{i}", "image": pixels.reshape(8, 8).tolist()}
+            handle.write(json.dumps(record, separators=(",", ":")) + "\n")
+    return X[rows]
+
+
+class Clock:
+    """Wall and CPU seconds of this process (the DirectRunner runs in it)."""
+
+    def __enter__(self) -> Clock:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.wall = time.perf_counter() - self.wall
+        self.cpu = time.process_time() - self.cpu
+
+
+def raw_predict_rate(model, X: np.ndarray, batch: int) -> Clock:
+    with Clock() as clock:
+        for i in range(0, len(X), batch):
+            model.predict_proba(X[i : i + batch])
+    return clock
+
+
+def plain_loop_rate(model, path: str, batch: int) -> Clock:
+    clock = Clock().__enter__()
+    ids: list[str] = []
+    rows: list[np.ndarray] = []
+    out = 0
+
+    def flush() -> int:
+        proba = model.predict_proba(np.asarray(rows))
+        lines = [
+            json.dumps({"id": i, "label": int(p.argmax()), "probabilities": p.round(6).tolist()})
+            for i, p in zip(ids, proba)
+        ]
+        return len(lines)
+
+    with open(path, "rb") as handle:
+        for line in handle:
+            record = json.loads(line)
+            ids.append(record["id"])
+            rows.append(np.asarray(record.get("features") or record["image"], float).reshape(-1))
+            if len(rows) >= batch:
+                out += flush()
+                ids, rows = [], []
+    if rows:
+        out += flush()
+    clock.__exit__()
+    return clock
+
+
+def pipeline_rate(model_dir: str, path: str, out_prefix: str, batch: int) -> tuple[Clock, int]:
+    from beamstream.pipelines import infer
+
+    clock = Clock().__enter__()
+    infer.run(
+        [
+            f"--source={path}",
+            f"--sink={out_prefix}",
+            f"--model={model_dir}",
+            f"--max_batch_size={batch}",
+            f"--min_batch_size={min(batch, 500)}",
+            "--runner=DirectRunner",
+        ]
+    )
+    clock.__exit__()
+    count = 0
+    for shard in glob.glob(out_prefix + "-*.jsonl"):
+        with open(shard, "rb") as handle:
+            count += sum(1 for _ in handle)
+    return clock, count
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=200_000)
+    parser.add_argument("--max_batch_size", type=int, default=2000)
+    parser.add_argument("--workdir", default=None)
+    args = parser.parse_args()
+
+    from beamstream.models.artifacts import load_model
+    from beamstream.models.train import train_digits
+
+    workdir = args.workdir or tempfile.mkdtemp(prefix="bench-infer-")
+    model_dir = os.path.join(workdir, "model")
+    train_digits(model_dir)
+    model, _ = load_model(model_dir)
+    path = os.path.join(workdir, "requests.jsonl")
+    X = write_requests(path, args.requests)
+
+    n = args.requests
+    # The pipeline first: BLAS threads left spinning by the reference runs would slow it.
+    run, count = pipeline_rate(
+        model_dir, path, os.path.join(workdir, "out", "pred"), args.max_batch_size
+    )
+    raw = raw_predict_rate(model, X, args.max_batch_size)
+    loop = plain_loop_rate(model, path, args.max_batch_size)
+    load = os.getloadavg()[0]
+    print(f"requests: {n:,}, max_batch_size {args.max_batch_size}, load average {load:.1f}")
+    print(f"{'':34}{'by wall clock':>16}{'by CPU time':>16}")
+    rows = (
+        ("raw predict_proba", raw, n),
+        ("plain loop (json+predict+json)", loop, n),
+        ("beamstream infer, DirectRunner", run, count),
+    )
+    for label, clock, done in rows:
+        print(f"{label:34}{done / clock.wall:>14,.0f}/s{done / max(clock.cpu, 1e-9):>14,.0f}/s")
+    print(f"pipeline wrote {count:,} predictions (start-up included)")
+    print(f"pipeline / raw predict_proba (wall): {raw.wall / run.wall * count / n:.3f}")
+    print(f"pipeline / plain loop (wall):        {loop.wall / run.wall * count / n:.3f}")
+    rate = count / run.wall
+    print(f"target {TARGET:,}/s: {'met' if rate >= TARGET else 'NOT met'} ({rate:,.0f}/s)")
+    if load > (os.cpu_count() or 1):
+        print("note: load average above the core count: other processes shared the CPUs")
+    print("(CPU time counts every thread of this process: BLAS threads, the runner's workers)")
+
+
+if __name__ == "__main__":
+    main()
