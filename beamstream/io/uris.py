@@ -6,7 +6,7 @@ at option-parsing time with one clear line instead of deep inside a worker.
 
     kafka://host:port[,host:port]/topic[,topic]?group=ID&start=...&stop=...
     pubsub://projects/P/subscriptions/S   |   pubsub://projects/P/topics/T
-    path/or/glob.jsonl   |   file://path          (JSON Lines)
+    path/or/glob.jsonl   |   file://path   |   gs://bucket/path   (JSON Lines)
     sqlite:///path.db   |   postgresql://...   |   mysql://...
 """
 
@@ -22,6 +22,8 @@ class UriError(ValueError):
 
 
 START_POSITIONS = ("earliest", "latest", "committed")
+# Object stores Beam's FileSystems read and write (JSON Lines there too).
+BEAM_FILESYSTEMS = ("gs", "s3", "hdfs", "azfs")
 STOP_CONDITIONS = ("never", "end")
 COMMIT_MODES = ("finalize", "auto", "none")
 
@@ -137,13 +139,17 @@ def parse_uri(text: str) -> Uri:
         if not path:
             raise UriError(f"{text}: file URI has no path")
         return FileUri(path)
+    if scheme in BEAM_FILESYSTEMS:
+        if not text[len(scheme) + 3:].strip("/"):
+            raise UriError(f"{text}: no bucket or path")
+        return FileUri(text)  # read and written through Beam's FileSystems
     if scheme in ("sqlite", "postgresql", "postgres", "mysql") or scheme.startswith(
         ("postgresql+", "mysql+", "sqlite+")
     ):
         return parse_sql_uri(text)
     raise UriError(
         f"unknown URI scheme {scheme!r} in {text!r}: use kafka://, pubsub://, "
-        "a file path, file://, sqlite:///, postgresql:// or mysql://"
+        "a file path, file://, gs://, sqlite:///, postgresql:// or mysql://"
     )
 
 
