@@ -17,6 +17,7 @@ fetch confirms there is nothing more that was appended before the read began.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -27,6 +28,8 @@ from beamstream.io.message import MessageBatch
 from beamstream.io.watermarks import MAX_WATERMARK, PartitionWatermarks
 
 _LOG = logging.getLogger(__name__)
+
+WATERMARK_GROUP_SUFFIX = ".beamstream-watermark"
 
 # Polls in a row without data for a partition, after it reached its end offset,
 # that confirm it is caught up.
@@ -137,6 +140,7 @@ class KafkaBatchReader:
         from kafka import TopicPartition
 
         self.spec = spec
+        self._companion_consumer = None
         self._consumer = open_consumer(spec)
         pairs = partitions or list_partitions(self._consumer, spec)
         self._tps = {pair: TopicPartition(*pair) for pair in pairs}
@@ -174,16 +178,22 @@ class KafkaBatchReader:
             restored = []
             for tp in tps:
                 committed = consumer.committed(tp, metadata=True)
+                restored.append(
+                    (committed and _watermark_of(committed.metadata))
+                    or self._companion_watermark(tp)
+                )
                 if committed is None:
                     consumer.seek_to_beginning(tp)
-                    continue
-                consumer.seek(tp, committed.offset)
-                restored.append(_watermark_of(committed.metadata))
-            # Resume with the watermark the commit was made at, so windows
+                else:
+                    consumer.seek(tp, committed.offset)
+            # Resume with the sink watermark of the newest commit, so windows
             # that were final then are not rebuilt from part of their records.
+            # It is one watermark for all partitions: records of a partition
+            # committed earlier, or not at all, that lie in those windows were
+            # counted in their final results already.
             known = [w for w in restored if w is not None]
-            if known and len(known) == len(tps):
-                self.watermarks.restore(min(known))
+            if known:
+                self.watermarks.restore(max(known))
         elif spec.start.isdigit():
             found = consumer.offsets_for_times({tp: int(spec.start) for tp in tps})
             ends = consumer.end_offsets(tps)
@@ -358,6 +368,31 @@ class KafkaBatchReader:
                 if p in self._tps
             }
         )
+        if watermark_us is not None and watermark_us >= 0:
+            # Not every broker keeps commit metadata (the test broker drops it):
+            # keep the watermark as the offset of a companion group too.
+            self._companion().commit(
+                {
+                    self._tps[p]: OffsetAndMetadata(watermark_us, "", -1)
+                    for p in offsets
+                    if p in self._tps
+                }
+            )
+
+    def _companion(self):
+        """A consumer of the group ``<group>.beamstream-watermark``, for commits only."""
+        if self._companion_consumer is None:
+            spec = self.spec
+            self._companion_consumer = open_consumer(
+                dataclasses.replace(spec, group=f"{spec.group}{WATERMARK_GROUP_SUFFIX}")
+            )
+        return self._companion_consumer
+
+    def _companion_watermark(self, tp) -> int | None:
+        if not self.spec.group:
+            return None
+        committed = self._companion().committed(tp)
+        return int(committed) if committed is not None else None
 
     def _maybe_auto_commit(self, interval_s: float = 5.0) -> None:
         if self.spec.commit != "auto" or not self.spec.group:
@@ -368,6 +403,8 @@ class KafkaBatchReader:
             self.commit(self.positions())
 
     def close(self) -> None:
+        if self._companion_consumer is not None:
+            self._companion_consumer.close(autocommit=False)
         if self.spec.commit == "auto" and self.spec.group:
             try:
                 self.commit(self.positions())
