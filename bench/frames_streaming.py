@@ -120,6 +120,10 @@ def main() -> None:
                 f"  ratio to drain {len(lines) / catch_up / drain:.2f}  (target >= 40,000/s)"
             )
             print(f"windows exact: {exact} of {len(want_seconds)}")
+            wrong = [(s, n, watcher.final.get(s)) for s, n in sorted(want_seconds.items())
+                     if watcher.final.get(s) != n]
+            if wrong:
+                print(f"first differing windows (second, expected, got): {wrong[:8]}")
             live(b.bootstrap, source, watcher, args.live_rate, args.live_seconds)
         finally:
             process.send_signal(signal.SIGINT)

@@ -30,7 +30,7 @@ class _Count(beam.DoFn):
         self._records = Metrics.counter("bench", "records")
 
     def process(self, element):
-        self._records.inc(len(element) if isinstance(element, MessageBatch) else 1)
+        self._records.inc(element.size if isinstance(element, MessageBatch) else 1)
 
 
 def pipeline_rate(uri: str, batched: bool, expected: int) -> float:

@@ -70,7 +70,3 @@ class CommitLedger:
                 self._committed[partition] = offset
                 result[partition] = offset
         return result
-
-    def newest_final_at(self) -> int | None:
-        times = [e.final_at_us for entries in self._entries.values() for e in entries]
-        return max(times) if times else None

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from beamstream.io.commit_ledger import CommitLedger
 from beamstream.io.kafka_reader import KafkaBatchReader, KafkaReadSpec
-from beamstream.io.live_feed import STOP_FLUSH, FeedProgress, FeedStep
+from beamstream.io.live_feed import STOP_FLUSH, FeedProgress, FeedStep, ProgressMarker
 from beamstream.io.message import NO_WATERMARK, MessageBatch
 from beamstream.io.watermarks import MAX_WATERMARK
 
@@ -50,20 +51,39 @@ class _KafkaFeedRun:
         self._batched = batched
         self._commit = spec.commit == "finalize" and spec.group is not None
         self._ledger = CommitLedger(spec.commit_window_s, spec.commit_lateness_s)
+        self._newest_final: int | None = None  # when all that was read is final
 
     def steps(self, progress: FeedProgress) -> Iterator[FeedStep]:
-        reader, seq, announced = self._reader, 0, None
+        """Reads and announces; the watermark never passes what is still in flight.
+
+        The streaming DirectRunner may apply a TestStream watermark event before
+        element events sent ahead of it, so an announced watermark beyond
+        records not yet taken in would make them late, and a GroupByKey would
+        drop them. Announcements are therefore capped at the oldest event time
+        of unacknowledged events, and batches carry the watermark actually
+        announced, which is what lateness is decided against.
+        """
+        reader, seq, announced = self._reader, 0, NO_WATERMARK
+        in_flight: deque[tuple[int, int]] = deque()  # (event seq, its oldest time)
         while not reader.done and not progress.stop_requested():
-            batches = reader.read()
+            batches = [b._replace(watermark_us=announced) for b in reader.read()]
             elements = as_elements(batches, self._batched) if batches else []
             if elements:
                 seq += 1
-                if self._commit:
-                    for batch in batches:
+                in_flight.append((seq, min(ts for _, ts in elements)))
+                for batch in batches:
+                    self._note_final_time(batch)
+                    if self._commit:
                         self._ledger.record(seq, batch)
-            watermark = reader.watermark_us
-            new = watermark if watermark != announced and watermark != NO_WATERMARK else None
-            announced = watermark
+            acked = progress()
+            while in_flight and in_flight[0][0] <= acked:
+                in_flight.popleft()
+            target = reader.watermark_us
+            if in_flight:
+                target = min(target, min(ts for _, ts in in_flight))
+            new = target if target > announced else None
+            if new is not None:
+                announced = new
             yield FeedStep(elements, new)
             self._commit_safe(progress)
         if progress.stop_requested() == STOP_FLUSH or reader.done:
@@ -74,27 +94,34 @@ class _KafkaFeedRun:
     def _drain(self, progress: FeedProgress, seq: int, flush: bool) -> Iterator[FeedStep]:
         """Stops reading: waits for the pipeline to take in and write what was read.
 
-        ``flush`` closes every window (watermark to the end of time), so all that
-        was read is written and committed. Otherwise open windows stay open and
-        their records uncommitted, to be rebuilt whole after a restart.
+        ``flush`` closes every window (watermark to the end of time) and waits
+        until a progress marker at the newest window's final time has passed the
+        sinks, so all that was read is written, then commits it all. Otherwise
+        open windows stay open and their records uncommitted, to be rebuilt
+        whole after a restart.
         """
+        deadline = time.monotonic() + 120
+        while progress() < seq and time.monotonic() < deadline:
+            yield FeedStep([], None)  # in-flight events first: nothing may turn late
+            time.sleep(0.02)
+        target = self._newest_final if flush else None
         if flush:
+            if target is not None and progress.sink_watermark() is not None:
+                seq += 1
+                yield FeedStep([(ProgressMarker(), target)], None)
             yield FeedStep([], MAX_WATERMARK)
-        target = self._ledger.newest_final_at() if flush else None
-        deadline = time.monotonic() + 60
         last_change, last_sink = time.monotonic(), progress.sink_watermark()
         while time.monotonic() < deadline:
             sink = progress.sink_watermark()
             if sink != last_sink:
                 last_change, last_sink = time.monotonic(), sink
-            acked = progress() >= seq
-            if acked and (sink is None or (target is not None and sink >= target)):
+            if sink is None or (target is not None and sink >= target):
                 break
-            if acked and not flush and time.monotonic() - last_change > 2.0:
+            if not flush and time.monotonic() - last_change > 2.0:
                 break  # the sinks have written all they can below the watermark
             yield FeedStep([], None)
             time.sleep(0.05)
-        self._commit_safe(progress, everything=flush and self._reader.done)
+        self._commit_safe(progress, everything=flush and target is not None)
         progress.mark_stopped()
         if not flush:
             # Keep the stream open until the pipeline is cancelled, so the
@@ -102,6 +129,13 @@ class _KafkaFeedRun:
             while time.monotonic() < deadline + 60:
                 yield FeedStep([], None)
                 time.sleep(0.2)
+
+    def _note_final_time(self, batch: MessageBatch) -> None:
+        known = [t for t in (batch.event_times_us or ()) if t is not None]
+        if known:
+            final = self._ledger.final_at(max(known))
+            if self._newest_final is None or final > self._newest_final:
+                self._newest_final = final
 
     def _commit_safe(self, progress: FeedProgress, everything: bool = False) -> None:
         if not self._commit:

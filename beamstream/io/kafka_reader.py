@@ -140,7 +140,8 @@ class KafkaBatchReader:
         from kafka import TopicPartition
 
         self.spec = spec
-        self._companion_consumer = None
+        self._companion_consumer: Any = None
+        self._prober: Any = None
         self._consumer = open_consumer(spec)
         pairs = partitions or list_partitions(self._consumer, spec)
         self._tps = {pair: TopicPartition(*pair) for pair in pairs}
@@ -332,7 +333,27 @@ class KafkaBatchReader:
                 self.watermarks.set_caught_up(pair, confirmed)
         if timed_out:
             self._finish_all()
-        self.watermarks.advance()
+        self.watermarks.advance(self._confirm_caught_up)
+
+    def _confirm_caught_up(self, pair: Any) -> bool:
+        """Fetches at the partition's position with a separate consumer: nothing there?
+
+        Polls of a consumer with several partitions can come back without one
+        partition's records while it still has a backlog (its fetch was not
+        complete yet), and broker end offsets can be low (design.md), so only
+        a fetch says a partition is caught up.
+        """
+        from kafka import KafkaConsumer
+
+        if self._prober is None:
+            config = consumer_config(self.spec)
+            config.update(group_id=None, max_poll_records=1, fetch_max_wait_ms=100)
+            self._prober = KafkaConsumer(**config)
+        tp = self._tps[pair]
+        self._prober.assign([tp])
+        self._prober.seek(tp, self._consumer.position(tp))
+        found = self._prober.poll(timeout_ms=1000, max_records=1)
+        return not found.get(tp)
 
     def _finish(self, pair: tuple[str, int]) -> None:
         if pair not in self._finished:
@@ -403,8 +424,9 @@ class KafkaBatchReader:
             self.commit(self.positions())
 
     def close(self) -> None:
-        if self._companion_consumer is not None:
-            self._companion_consumer.close(autocommit=False)
+        for extra in (self._companion_consumer, self._prober):
+            if extra is not None:
+                extra.close(autocommit=False)
         if self.spec.commit == "auto" and self.spec.group:
             try:
                 self.commit(self.positions())

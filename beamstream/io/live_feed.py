@@ -47,6 +47,7 @@ from apache_beam.coders.coders import VarIntCoder
 from apache_beam.transforms import window
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
+from apache_beam.utils.timestamp import Timestamp
 
 _LOG = logging.getLogger(__name__)
 HEARTBEAT_S = 5.0
@@ -295,6 +296,20 @@ def _stop_all() -> None:
 HEARTBEAT_TAG = "progress"
 
 
+class ProgressMarker:
+    """An element a feed sends only to move the sink probe to its timestamp.
+
+    A feed that stops sends one timestamped at the time from which all it read
+    is final; once the probe's timer fires there, every result is written.
+    """
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ProgressMarker)
+
+    def __hash__(self) -> int:
+        return 0
+
+
 class _AckAndUnwrap(beam.DoFn):
     """Acknowledges each event to the feed and passes its value on.
 
@@ -312,6 +327,13 @@ class _AckAndUnwrap(beam.DoFn):
 
     def process(self, element, timestamp=beam.DoFn.TimestampParam):
         seq, value = element
+        if isinstance(value, ProgressMarker):
+            if self._feed is not None:
+                self._feed.ack(seq)
+            yield beam.pvalue.TaggedOutput(
+                HEARTBEAT_TAG, window.TimestampedValue(("", seq), timestamp)
+            )
+            return
         if seq != self._last_seq:
             self._last_seq = seq
             if self._feed is not None:
@@ -335,6 +357,7 @@ class _ReportSinkWatermark(beam.DoFn):
     """
 
     PENDING = ReadModifyWriteStateSpec("pending", VarIntCoder())
+    LATEST = ReadModifyWriteStateSpec("latest", VarIntCoder())
     FIRE = TimerSpec("fire", TimeDomain.WATERMARK)
 
     def __init__(self, feed_ids: list[str]):
@@ -350,17 +373,32 @@ class _ReportSinkWatermark(beam.DoFn):
         element,
         timestamp=beam.DoFn.TimestampParam,
         pending=beam.DoFn.StateParam(PENDING),
+        latest=beam.DoFn.StateParam(LATEST),
         fire=beam.DoFn.TimerParam(FIRE),
     ):
         if pending.read() is None:
             pending.write(timestamp.micros)
             fire.set(timestamp)
+        elif timestamp.micros > (latest.read() or timestamp.micros - 1):
+            latest.write(timestamp.micros)  # re-armed there when the pending one fires
 
     @on_timer(FIRE)
-    def fired(self, timestamp=beam.DoFn.TimestampParam, pending=beam.DoFn.StateParam(PENDING)):
-        pending.clear()
+    def fired(
+        self,
+        timestamp=beam.DoFn.TimestampParam,
+        pending=beam.DoFn.StateParam(PENDING),
+        latest=beam.DoFn.StateParam(LATEST),
+        fire=beam.DoFn.TimerParam(FIRE),
+    ):
         for feed in self._feeds:
             feed.report_sink_watermark(timestamp.micros)
+        later = latest.read()
+        latest.clear()
+        if later is not None and later > timestamp.micros:
+            pending.write(later)
+            fire.set(Timestamp(micros=later))
+        else:
+            pending.clear()
         return []
 
 

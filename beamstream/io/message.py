@@ -54,7 +54,9 @@ class MessageBatch(NamedTuple):
     headers: list[tuple[tuple[str, bytes], ...]] | None = None
     watermark_us: int = NO_WATERMARK
 
-    def __len__(self) -> int:
+    @property
+    def size(self) -> int:
+        """Number of records (``len()`` stays the tuple's, as NamedTuple needs)."""
         return len(self.values)
 
     def messages(self) -> Iterator[Message]:

@@ -36,6 +36,7 @@ class PartitionWatermarks:
         self._last_data: dict[Hashable, float] = {}
         self._caught_up: dict[Hashable, bool] = {}
         self._finished: set[Hashable] = set()
+        self._confirmed_idle: set[Hashable] = set()
         self._current = NO_WATERMARK
 
     def add_partition(self, partition: Hashable) -> None:
@@ -46,6 +47,7 @@ class PartitionWatermarks:
     def observe(self, partition: Hashable, max_event_time_us: int | None) -> None:
         """Records that ``partition`` delivered data, up to that event time."""
         self._last_data[partition] = self._clock()
+        self._confirmed_idle.discard(partition)
         if max_event_time_us is not None and max_event_time_us > self._max_event.get(
             partition, NO_WATERMARK
         ):
@@ -72,13 +74,25 @@ class PartitionWatermarks:
     def current(self) -> int:
         return self._current
 
-    def advance(self) -> int:
-        """Recomputes the watermark (never moving it backwards) and returns it."""
+    def advance(self, confirm_idle: Callable[[Hashable], bool] | None = None) -> int:
+        """Recomputes the watermark (never moving it backwards) and returns it.
+
+        ``confirm_idle(partition)`` is asked once before a partition that looks
+        idle is released; False (data found) keeps it holding for another
+        idle timeout.
+        """
         active = [p for p in self._max_event if p not in self._finished]
         if not active:
             self._current = MAX_WATERMARK
             return self._current
-        holding = [p for p in active if not self.is_idle(p)]
+        for p in active:
+            if self.is_idle(p) and p not in self._confirmed_idle:
+                if confirm_idle is None or confirm_idle(p):
+                    self._confirmed_idle.add(p)
+                else:
+                    self._caught_up[p] = False
+                    self._last_data[p] = self._clock()
+        holding = [p for p in active if p not in self._confirmed_idle]
         if holding:
             candidate = min(self._max_event[p] for p in holding)
             if candidate != NO_WATERMARK:
