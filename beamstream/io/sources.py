@@ -61,7 +61,11 @@ class ReadMessages(beam.PTransform):
             from beamstream.io.pubsub import ReadFromPubSubMessages
 
             self._inner = ReadFromPubSubMessages(
-                uri, batched=self._batched, event_time=self._event_time, **self._pubsub
+                uri,
+                batched=self._batched,
+                event_time=self._event_time,
+                finality=self._finality,
+                **self._pubsub,
             )
             return pbegin | "ReadPubSub" >> self._inner
         raise UriError(f"{uri.redacted()} cannot be read as a message source")
@@ -78,5 +82,5 @@ class ReadMessages(beam.PTransform):
         feed = getattr(self._inner, "live_feed", None)
         if feed is None or feed.heartbeats is None or feed.feed_id is None:
             return
-        pcolls = [feed.heartbeats, *written]
+        pcolls = (feed.heartbeats, *written)
         _ = pcolls | "CommitAfterWrites" >> CommitAfterWrites([feed.feed_id])

@@ -1,0 +1,147 @@
+"""The plain clients: one suite, run against a real Kafka broker and the Pub/Sub emulator."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+
+from beamstream.io.clients import (
+    ClientError,
+    ReceivedMessage,
+    Subscriber,
+    open_publisher,
+    open_subscriber,
+)
+from beamstream.io.uris import UriError
+from tests.services.ports import unique_name
+
+pytestmark = pytest.mark.integration
+
+N = 40
+
+
+@dataclass
+class Endpoint:
+    """Where to publish, and how to open a subscriber that resumes where the last one acked."""
+
+    publish_uri: str
+    subscribe: Callable[[], Subscriber]
+    redelivery_wait_s: float  # longer than the broker takes to redeliver what was not acked
+
+
+@pytest.fixture(params=["kafka", "pubsub"])
+def endpoint(request) -> Endpoint:
+    if request.param == "kafka":
+        broker = request.getfixturevalue("kafka_broker")
+        topic = broker.new_topic("clients", partitions=2)
+        uri = f"kafka://{broker.bootstrap}/{topic}"
+        group = unique_name("group")
+        # A fresh group starts at the beginning; later ones resume from its commits.
+        state = {"first": True}
+
+        def subscribe() -> Subscriber:
+            first, state["first"] = state["first"], False
+            return open_subscriber(uri, from_beginning=first, group=group)
+
+        return Endpoint(uri, subscribe, redelivery_wait_s=3.0)
+    emulator = request.getfixturevalue("pubsub_emulator")
+    topic = emulator.create_topic(unique_name("clients"))
+    sub = emulator.create_subscription(topic, unique_name("clients-sub"), ack_deadline_seconds=10)
+    return Endpoint(
+        f"pubsub://{topic}",
+        lambda: open_subscriber(f"pubsub://{sub}"),
+        redelivery_wait_s=14.0,
+    )
+
+
+def _receive(sub: Subscriber, count: int, timeout_s: float) -> list[ReceivedMessage]:
+    got: list[ReceivedMessage] = []
+    deadline = time.monotonic() + timeout_s
+    while len(got) < count and time.monotonic() < deadline:
+        got.extend(sub.receive(max_messages=count - len(got), timeout=1.0))
+    return got
+
+
+def test_publish_receive_ack_and_no_redelivery(endpoint: Endpoint) -> None:
+    with open_publisher(endpoint.publish_uri) as pub:
+        for i in range(N):
+            pub.publish({"i": i}, key=f"k{i}", attributes={"i": str(i), "origin": "test"})
+        assert pub.flush(timeout=30) == N
+        # Published last, so acking the others cannot cover it (Kafka acks are cumulative).
+        pub.publish(b"control", key="k-control")
+
+    with endpoint.subscribe() as sub:
+        got = _receive(sub, N + 1, 30)
+        assert len(got) == N + 1
+        by_value = {m.value: m for m in got}
+        assert set(by_value) == {f'{{"i":{i}}}'.encode() for i in range(N)} | {b"control"}
+        for i in range(N):
+            m = by_value[f'{{"i":{i}}}'.encode()]
+            assert m.key == f"k{i}".encode()
+            assert m.attributes == {"i": str(i), "origin": "test"}
+            assert m.timestamp_ms is not None and abs(m.timestamp_ms / 1000 - time.time()) < 120
+            m.ack()
+        assert by_value[b"control"].key == b"k-control"
+
+    # Only the unacknowledged message comes back.
+    with endpoint.subscribe() as sub:
+        again = _receive(sub, 1, endpoint.redelivery_wait_s + 10)
+        again += sub.receive(max_messages=N, timeout=1.0)
+        assert [m.value for m in again] == [b"control"]
+        again[0].ack()
+
+
+def test_json_payload_and_text_helpers(endpoint: Endpoint) -> None:
+    with open_publisher(endpoint.publish_uri) as pub:
+        pub.publish("plain text")
+    with endpoint.subscribe() as sub:
+        [m] = _receive(sub, 1, 30)
+        assert m.text() == "plain text"
+        with pytest.raises(ValueError):
+            m.json()
+        m.ack()
+
+
+def test_missing_kafka_topic_is_a_client_error(kafka_broker) -> None:
+    with pytest.raises(ClientError, match="does not exist"):
+        open_subscriber(f"kafka://{kafka_broker.bootstrap}/{unique_name('nope')}", topic_wait_s=1)
+
+
+def test_missing_subscription_is_a_client_error(pubsub_emulator) -> None:
+    uri = f"pubsub://projects/{pubsub_emulator.project}/subscriptions/{unique_name('nope')}"
+    with pytest.raises(ClientError, match="does not exist"):
+        open_subscriber(uri)
+
+
+def test_publishing_to_a_missing_pubsub_topic_fails_at_flush(pubsub_emulator) -> None:
+    pub = open_publisher(f"pubsub://projects/{pubsub_emulator.project}/topics/{unique_name('no')}")
+    try:
+        pub.publish(b"x")
+        with pytest.raises(ClientError, match="not delivered"):
+            pub.flush(timeout=30)
+    finally:
+        pub.close()
+
+
+def test_pubsub_topic_source_creates_a_temporary_subscription(pubsub_emulator) -> None:
+    topic = pubsub_emulator.create_topic(unique_name("tmp-sub"))
+    sub = open_subscriber(f"pubsub://{topic}")
+    try:
+        with open_publisher(f"pubsub://{topic}") as pub:
+            pub.publish(b"after")
+        [m] = _receive(sub, 1, 30)
+        assert m.value == b"after"
+        m.ack()
+        created = sub.subscription  # type: ignore[attr-defined]
+    finally:
+        sub.close()
+    names = [s for s in pubsub_emulator.publisher.list_topic_subscriptions(topic=topic)]
+    assert created not in names
+
+
+def test_file_uri_is_not_a_broker() -> None:
+    with pytest.raises(UriError, match="kafka:// or pubsub://"):
+        open_publisher("out/frames.jsonl")

@@ -1,0 +1,47 @@
+"""The Pub/Sub feed's event-time and batch shaping (no service needed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from beamstream.event_time import EventTimeError
+from beamstream.io.clients import ReceivedMessage
+from beamstream.io.event_time_policy import EventTimePolicy
+from beamstream.io.pubsub_feed import PubSubReadSpec, attribute_time_us, event_time_of, to_batch
+
+SUB = "projects/beamstream-test/subscriptions/frames-sub"
+
+
+def test_attribute_time_is_epoch_ms_or_rfc3339() -> None:
+    assert attribute_time_us("1700000000123") == 1_700_000_000_123_000
+    assert attribute_time_us("2023-11-14T22:13:20.5Z") == 1_700_000_000_500_000
+    with pytest.raises(EventTimeError):
+        attribute_time_us("yesterday")
+
+
+def test_event_time_prefers_the_attribute_when_configured() -> None:
+    m = ReceivedMessage(b'{"timestamp": 1000}', attributes={"ts": "2000"}, timestamp_ms=3000)
+    # payload numbers below 1e11 are seconds, attributes are epoch ms (Beam's convention)
+    assert event_time_of(PubSubReadSpec(SUB, timestamp_attribute="ts"), m) == 2_000_000
+    assert (
+        event_time_of(PubSubReadSpec(SUB, EventTimePolicy(field="timestamp")), m) == 1_000_000_000
+    )
+    assert event_time_of(PubSubReadSpec(SUB, EventTimePolicy(field=None)), m) == 3_000_000
+    missing = ReceivedMessage(b"{}", attributes={})
+    assert event_time_of(PubSubReadSpec(SUB, timestamp_attribute="ts"), missing) is None
+
+
+def test_batch_keeps_keys_attributes_and_the_announced_watermark() -> None:
+    msgs = [
+        ReceivedMessage(b'{"ts": 5}', key=b"k", attributes={"a": "1"}, timestamp_ms=9),
+        ReceivedMessage(b"junk", attributes={"a": "2"}),
+    ]
+    batch = to_batch(PubSubReadSpec(SUB, EventTimePolicy(field="ts")), msgs, watermark_us=42)
+    assert batch.values == [b'{"ts": 5}', b"junk"]
+    assert batch.keys == [b"k", None]
+    assert batch.headers == [(("a", b"1"),), (("a", b"2"),)]
+    assert batch.event_times_us == [5_000_000, None]
+    assert batch.watermark_us == 42
+    assert [m.source for m in batch.messages()] == [SUB, SUB]
+    no_attrs = to_batch(PubSubReadSpec(SUB, with_attributes=False), msgs, 0)
+    assert no_attrs.headers == [(), ()]
