@@ -16,7 +16,20 @@ from collections.abc import Sequence
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "demo": ("beamstream.demo", "main", "run the frame-metrics pipeline on the bundled sample"),
     "frames": ("beamstream.pipelines.frames", "main", "pipeline: frames/s and unique users/min"),
+    "publish": ("beamstream.tools.publish", "main", "publish a JSON Lines file to Kafka/Pub/Sub"),
+    "tail": ("beamstream.tools.tail", "main", "print messages from Kafka/Pub/Sub as they arrive"),
+    "topics": ("beamstream.tools.topics", "main", "create, delete or list Kafka / Pub/Sub topics"),
     "plot": ("beamstream.plot", "main", "draw frames/s and unique users/min to a PNG"),
+    "train": ("beamstream.models.train", "main", "train the digits or the anomaly model"),
+    "infer": ("beamstream.pipelines.infer", "main", "pipeline: model predictions for requests"),
+    "detect": ("beamstream.pipelines.detect", "main", "pipeline: anomalies in metric aggregates"),
+    "collect": ("beamstream.collect.producer", "main", "publish this host's metrics (psutil)"),
+    "store": ("beamstream.pipelines.store", "main", "pipeline: metric samples into SQL"),
+    "metrics": ("beamstream.pipelines.metrics", "main", "pipeline: Prometheus-style window stats"),
+    "query": ("beamstream.tools.query", "main", "stored metric window stats / last-N records"),
+    "templates": ("beamstream.deploy.metadata", "main", "write/check Flex Template metadata"),
+    "ingest": ("beamstream.gateway.server", "main", "HTTP gateway: JSON events into Kafka/Pub/Sub"),
+    "replay": ("beamstream.tools.replay", "main", "re-publish dead letters once fixed"),
 }
 
 

@@ -147,8 +147,9 @@ def parse_uri(text: str) -> Uri:
         ("postgresql+", "mysql+", "sqlite+")
     ):
         return parse_sql_uri(text)
+    shown = re.sub(r"//[^/@]*@", "//***@", text, count=1)  # it may carry user:password@
     raise UriError(
-        f"unknown URI scheme {scheme!r} in {text!r}: use kafka://, pubsub://, "
+        f"unknown URI scheme {scheme!r} in {shown!r}: use kafka://, pubsub://, "
         "a file path, file://, gs://, sqlite:///, postgresql:// or mysql://"
     )
 

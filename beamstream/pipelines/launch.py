@@ -8,17 +8,25 @@ arguments and missing required options are errors with one clear line.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable, Sequence
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import (
+    GoogleCloudOptions,
     PipelineOptions,
     StandardOptions,
     _BeamArgumentParser,
 )
 from apache_beam.runners.runner import PipelineResult
 
+from beamstream.ops.exporter import MetricsExporter
+from beamstream.pipelines.options import OperationsOptions
+
 _LOG = logging.getLogger(__name__)
+
+
+_LOCAL_RUNNERS = {"DirectRunner", "SwitchingDirectRunner", "BundleBasedDirectRunner"}
 
 
 class OptionsError(ValueError):
@@ -48,9 +56,15 @@ def parse_options(argv: Sequence[str] | None, required: Sequence[str] = ()) -> P
     parser = _full_parser()
     known, unknown = parser.parse_known_args(argv)
     flags = [u for u in unknown if u.startswith("-")]
-    if flags:
+    runner = str(getattr(known, "runner", None) or "DirectRunner").rsplit(".", 1)[-1]
+    if flags and runner not in _LOCAL_RUNNERS:
+        # Flink and Dataflow take options of their Java side that Python does
+        # not declare (e.g. --checkpointing_interval): pass them on.
+        names = " ".join(flag.split("=", 1)[0] for flag in flags)  # values may be secrets
+        _LOG.info("passing options on to %s: %s", runner, names)
+    elif flags:
         raise OptionsError(f"unknown option(s): {' '.join(flags)} (see --help)")
-    if unknown:
+    elif unknown:
         raise OptionsError(f"unexpected argument(s): {' '.join(unknown)}")
     missing = [name for name in required if getattr(known, name, None) in (None, "")]
     if missing:
@@ -69,28 +83,95 @@ def run_pipeline(
 
     pipeline = test_pipeline or beam.Pipeline(options=options)
     build(pipeline, options)
+    exporter = _metrics_exporter(options, build)
     discard_deferred()
     try:
         result = pipeline.run()
     except BaseException:
         discard_deferred()
+        if exporter is not None:
+            exporter.close()
         raise
+    if exporter is not None:  # finishes on its own when the run ends, however it ends
+        exporter.finish_when_done(result)
     if wait:
+        stop = _graceful_stop(options, result)
         try:
-            result.wait_until_finish()
+            with stop:
+                _wait(result, stop)
         except BaseException as exc:
             discard_deferred()
-            if not isinstance(exc, KeyboardInterrupt):
+            if stop.requested and not isinstance(exc, KeyboardInterrupt):
+                pass  # cancelled on purpose after the sources stopped
+            elif not isinstance(exc, KeyboardInterrupt):
                 raise
-            _LOG.warning("interrupted: cancelling the pipeline")
-            try:
-                result.cancel()
-            except Exception as cancel_error:  # best effort on an interrupted runner
-                _LOG.warning("cancel failed: %s", cancel_error)
-            raise
+            else:
+                _LOG.warning("interrupted: cancelling the pipeline")
+                try:
+                    result.cancel()
+                except Exception as cancel_error:  # best effort on an interrupted runner
+                    _LOG.warning("cancel failed: %s", cancel_error)
+                raise
+        if stop.requested:
+            print(f"beamstream: {stop.summary()}", file=sys.stderr, flush=True)
         if str(result.state) == "DONE":
             commit_deferred()
+        if exporter is not None:
+            exporter.finish(result)  # final values pushed (and served) before returning
     return result
+
+
+def _metrics_exporter(options: PipelineOptions, build: Callable) -> MetricsExporter | None:
+    """A started exporter when --metrics_port or --pushgateway asks for one."""
+    ops = options.view_as(OperationsOptions)
+    if ops.metrics_port is None and not ops.pushgateway:
+        return None
+    app = ops.app_name or build.__module__.rsplit(".", 1)[-1]
+    job = options.view_as(GoogleCloudOptions).job_name or "beamstream"
+    return MetricsExporter(
+        app,
+        job,
+        port=ops.metrics_port,
+        pushgateway=ops.pushgateway,
+        push_interval=ops.push_interval,
+        linger=ops.metrics_linger,
+    ).start()
+
+
+def _wait(result: PipelineResult, stop) -> None:
+    """Waits for the run, in a helper thread so signals reach the main thread.
+
+    A DirectRunner run that is cancelled never wakes up a thread blocked in
+    ``wait_until_finish``; after a graceful stop has cancelled the run this
+    returns anyway.
+    """
+    import threading
+
+    failure: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            result.wait_until_finish()
+        except BaseException as exc:  # handed to the main thread below
+            failure.append(exc)
+
+    waiter = threading.Thread(target=wait, name="wait-until-finish", daemon=True)
+    waiter.start()
+    while waiter.is_alive():
+        waiter.join(0.2)
+        if stop.requested and str(result.state) in ("CANCELLED", "DONE", "FAILED"):
+            return
+    if failure:
+        raise failure[0]
+
+
+def _graceful_stop(options: PipelineOptions, result: PipelineResult):
+    """Signal handling for streaming runs (batch runs keep Python's defaults)."""
+    from beamstream.pipelines.options import ShutdownOptions
+    from beamstream.pipelines.shutdown import GracefulStop
+
+    flush = options.view_as(ShutdownOptions).on_stop == "flush"
+    return GracefulStop(result, flush=flush, enabled=is_streaming(options))
 
 
 def is_streaming(options: PipelineOptions) -> bool:

@@ -191,3 +191,58 @@ def _resolve_secret(key: str, value: str) -> Any:
     if value.isdigit():
         return int(value)
     return value
+
+
+class OperationsOptions(PipelineOptions):
+    """Exporting a run's metrics to Prometheus, by scrape or by push."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument(
+            "--metrics_port",
+            type=int,
+            default=None,
+            help="Serve the run's metrics in the Prometheus text format on "
+            "http://HOST:PORT/metrics while it runs (DirectRunner).",
+        )
+        parser.add_argument(
+            "--pushgateway",
+            default=None,
+            help="Prometheus Pushgateway URL (http://host:9091): metrics are PUT to "
+            "/metrics/job/<job>/app/<app> every --push_interval seconds and at the end.",
+        )
+        parser.add_argument(
+            "--push_interval",
+            type=non_negative,
+            default=10.0,
+            help="Seconds between pushes to --pushgateway while a streaming run goes on.",
+        )
+        parser.add_argument(
+            "--app_name",
+            default=None,
+            help="The 'app' label of exported metrics (default: the pipeline's name); "
+            "the 'job' label is --job_name, or 'beamstream'.",
+        )
+        parser.add_argument(
+            "--metrics_linger",
+            type=non_negative,
+            default=0.0,
+            help="With --metrics_port: after the run ends, keep serving the final values "
+            "until they have been scraped once or this many seconds have passed.",
+        )
+
+
+class ShutdownOptions(PipelineOptions):
+    """What SIGINT/SIGTERM does to a streaming run on the DirectRunner."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument(
+            "--on_stop",
+            choices=("finish", "flush"),
+            default="finish",
+            help="On SIGINT/SIGTERM stop reading, then: finish = let what was read be "
+            "processed and keep open windows open (their records stay uncommitted and are "
+            "rebuilt on restart); flush = close every open window now (partial results) "
+            "and commit everything read.",
+        )

@@ -1,0 +1,1 @@
+"""Operating pipelines: Prometheus metrics export (scrape and push)."""
