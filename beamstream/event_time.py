@@ -54,10 +54,10 @@ def _from_number(number: float, time_format: str) -> int:
         raise EventTimeError(f"timestamp {number!r} is a number, expected ISO-8601")
     is_ms = time_format == "epoch_ms" or (time_format == "auto" and abs(number) > _MS_THRESHOLD)
     scale = 1000 if is_ms else 1_000_000
-    micros = number * scale if isinstance(number, int) else int(round(number * scale))
-    if not -10**17 < micros < 10**17:  # about +-3000 years
+    scaled = number * scale  # a float beyond ~1.8e308 is inf here: checked before int()
+    if not -10**17 < scaled < 10**17:  # about +-3000 years
         raise EventTimeError(f"timestamp {number!r} is out of range")
-    return int(micros)
+    return int(scaled) if isinstance(number, int) else int(round(scaled))
 
 
 def _from_iso(text: str) -> int:

@@ -49,7 +49,10 @@ def feature_row(record: Mapping[str, Any], features: Iterable[str] = FEATURES) -
         value = record.get(name)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise FeatureError(f"field {name!r} must be a number, got {type(value).__name__}")
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # an integer beyond float64
+            raise FeatureError(f"field {name!r} is too large") from None
         if not math.isfinite(value):
             raise FeatureError(f"field {name!r} is not finite")
         row.append(value)

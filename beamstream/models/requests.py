@@ -104,7 +104,7 @@ class RequestParser:
         try:
             # str, not bytes: json.loads would sniff the encoding of bytes first.
             record = json.loads(value.decode("utf-8"))
-        except ValueError as exc:  # includes UnicodeDecodeError
+        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError; nesting too deep
             raise RequestError(f"not JSON: {exc}") from None
         if not isinstance(record, dict):
             raise RequestError(f"request must be a JSON object, got {type(record).__name__}")

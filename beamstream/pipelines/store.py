@@ -151,6 +151,8 @@ def sample_row(record: Any) -> dict[str, Any]:
     if kind not in METRIC_TYPES:
         raise SampleError(f"type {kind!r} is not one of {', '.join(METRIC_TYPES)}")
     value = record.get("value")
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**1023:
+        raise SampleError("value is too large for a float")
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise SampleError(f"value {value!r} is not a finite number")
     if "timestamp" not in record:
@@ -186,8 +188,9 @@ class ParseSamples(beam.DoFn):
     def process(self, message: Message):
         self._consumed.inc()
         try:
-            row = sample_row(json.loads(message.value))
-        except (ValueError, SampleError) as exc:  # JSONDecodeError and UnicodeDecodeError too
+            text = message.value.decode("utf-8")
+            row = sample_row(json.loads(text))
+        except (ValueError, SampleError, RecursionError) as exc:  # JSON and UTF-8 errors too
             error_type = type(exc).__name__
             error_counter(error_type).inc()
             yield beam.pvalue.TaggedOutput(
@@ -195,7 +198,7 @@ class ParseSamples(beam.DoFn):
                 dead_letter(exc, message.value, step="parse_sample", source=message.describe()),
             )
             return
-        yield RowWithPayload(row, message.value.decode("utf-8"))
+        yield RowWithPayload(row, text)
 
 
 class StoreSamples(beam.PTransform):

@@ -60,7 +60,7 @@ def parse_frame(value: bytes, field: str, time_format: str) -> tuple[int, str]:
     """(event time in micros, uid) of one frame, or InvalidFrame/EventTimeError."""
     try:
         record = json.loads(value)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nesting too deep
         raise InvalidFrame(f"not JSON: {exc}") from None
     if not isinstance(record, dict):
         raise InvalidFrame(f"not a JSON object but {type(record).__name__}")

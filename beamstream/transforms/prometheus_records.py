@@ -66,7 +66,10 @@ def parse_value(raw: Any) -> float:
     if isinstance(raw, bool) or raw is None:
         raise InvalidRecord(f"value {raw!r} is not a number")
     if isinstance(raw, (int, float)):
-        return float(raw)
+        try:
+            return float(raw)
+        except OverflowError:  # an integer beyond float64
+            raise InvalidRecord("value is too large for a float") from None
     if isinstance(raw, str):
         text = raw.strip()
         special = _SPECIAL.get(text.lower())
@@ -92,7 +95,7 @@ def parse_record(value: bytes, field: str | None = None, time_format: str = "aut
     """One message payload as a MetricRecord, or InvalidRecord / EventTimeError."""
     try:
         record = json.loads(value)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nesting too deep
         raise InvalidRecord(f"not JSON: {exc}") from None
     if not isinstance(record, dict):
         raise InvalidRecord(f"not a JSON object but {type(record).__name__}")
