@@ -65,6 +65,11 @@ class _KafkaFeedRun:
         """
         reader, seq, announced = self._reader, 0, NO_WATERMARK
         in_flight: deque[tuple[int, int]] = deque()  # (event seq, its oldest time)
+        if reader.watermark_us != NO_WATERMARK:
+            # Resuming a committed read: announce its watermark before any record,
+            # so re-read records of windows already final are judged too late.
+            announced = reader.watermark_us
+            yield FeedStep([], announced)
         while not reader.done and not progress.stop_requested():
             batches = [b._replace(watermark_us=announced) for b in reader.read()]
             elements = as_elements(batches, self._batched) if batches else []
@@ -121,7 +126,7 @@ class _KafkaFeedRun:
                 break  # the sinks have written all they can below the watermark
             yield FeedStep([], None)
             time.sleep(0.05)
-        self._commit_safe(progress, everything=flush and target is not None)
+        self._commit_safe(progress, everything=flush and target is not None, final=True)
         progress.mark_stopped()
         if not flush:
             # Keep the stream open until the pipeline is cancelled, so the
@@ -137,13 +142,16 @@ class _KafkaFeedRun:
             if self._newest_final is None or final > self._newest_final:
                 self._newest_final = final
 
-    def _commit_safe(self, progress: FeedProgress, everything: bool = False) -> None:
+    def _commit_safe(
+        self, progress: FeedProgress, everything: bool = False, final: bool = False
+    ) -> None:
         if not self._commit:
             return
         sink = progress.sink_watermark()
         offsets = self._ledger.safe_offsets(progress(), None if everything else sink)
         if offsets:
-            self._reader.commit(offsets, watermark_us=sink)
+            # While reading, never block on the broker; the final commit waits.
+            self._reader.commit(offsets, watermark_us=sink, asynchronous=not final)
 
     def close(self) -> None:
         self._reader.close()

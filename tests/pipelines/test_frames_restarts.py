@@ -28,7 +28,9 @@ pytestmark = pytest.mark.integration
 
 
 def _produce(bootstrap: str, topic: str, lines: list[str]) -> None:
-    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=10, batch_size=256 * 1024)
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=10, batch_size=256 * 1024, retries=20
+    )
     for i, line in enumerate(lines):
         producer.send(topic, line.encode(), partition=i % 2)
     producer.flush()
@@ -62,13 +64,19 @@ def _final(rows: list[dict], field: str) -> dict[int, int]:
 class Frames:
     """`beamstream frames --streaming` as a subprocess with Kafka sinks."""
 
-    def __init__(self, bootstrap: str, topics: dict[str, str], group: str):
-        self.bootstrap = bootstrap
+    def __init__(
+        self, bootstrap: str, topics: dict[str, str], group: str, source_bootstrap: str = ""
+    ):
+        self.bootstrap = bootstrap  # where results go (and, by default, frames come from)
+        self.source_bootstrap = source_bootstrap or bootstrap
         self.topics = topics
         self.group = group
 
-    def start(self, stop_at_end: bool = False) -> subprocess.Popen:
-        source = f"kafka://{self.bootstrap}/{self.topics['in']}?group={self.group}&start=committed"
+    def start(self, stop_at_end: bool = False, *extra: str) -> subprocess.Popen:
+        source = (
+            f"kafka://{self.source_bootstrap}/{self.topics['in']}"
+            f"?group={self.group}&start=committed"
+        )
         if stop_at_end:
             source += "&stop=end"
         return subprocess.Popen(
@@ -84,6 +92,7 @@ class Frames:
                 "--allowed_lateness=2",
                 "--max_out_of_orderness=2",
                 "--idle_timeout=1000",  # historical data: never release to the wall clock
+                *extra,
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -103,7 +112,11 @@ class Frames:
                 for records in consumer.poll(timeout_ms=300).values():
                     if any(json.loads(r.value)["window_start"] >= second for r in records):
                         return
-            raise AssertionError(f"no result for second {second} within {timeout} s")
+            process.kill()
+            _, err = process.communicate(timeout=30)
+            raise AssertionError(
+                f"no result for second {second} within {timeout} s: {err.decode()[-3000:]}"
+            )
         finally:
             consumer.close()
 
@@ -165,3 +178,4 @@ def test_sigkill_mid_backlog_then_restart_loses_nothing(frames_job):
     _, err = final.communicate(timeout=180)
     assert final.returncode == 0, err.decode()[-3000:]
     _check_against_reference(frames_job, lines)
+
