@@ -49,10 +49,9 @@ TYPE_REGEXES = {
     "source_uri": SOURCE_REGEX,
     "sink_uri": SINK_REGEX,
     "non_negative": NUMBER_REGEX,
-    "_positive": NUMBER_REGEX,
+    "positive": NUMBER_REGEX,
     "float": NUMBER_REGEX,
     "positive_int": POSITIVE_INT_REGEX,
-    "_positive_int": POSITIVE_INT_REGEX,
     "int": r"^-?[0-9]+$",
 }
 

@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
+from beamstream.argtypes import positive_int
 from beamstream.models.artifacts import verified_bytes
 from beamstream.models.predict import Predict
 
 # Batch runs: big batches amortise Beam's per-batch and per-element costs.
 BATCH_MAX_BATCH_SIZE = 2000
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
-    return value
 
 
 class ModelOptions(PipelineOptions):

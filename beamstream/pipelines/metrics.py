@@ -38,6 +38,7 @@ from apache_beam.runners.runner import PipelineResult
 from apache_beam.transforms import window
 
 from beamstream import counters
+from beamstream.argtypes import positive, positive_int
 from beamstream.dead_letter import DEAD_LETTER_TAG
 from beamstream.event_time import format_time
 from beamstream.io.sinks import WriteMessages
@@ -53,7 +54,6 @@ from beamstream.pipelines.options import (
     WindowingOptions,
     event_time_policy,
     kafka_config,
-    non_negative,
     sink_uri,
 )
 from beamstream.transforms.last_n import KeepLastN
@@ -77,23 +77,6 @@ STAT_COLUMNS = (
 )
 
 
-def _positive(text: str) -> float:
-    value = non_negative(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
-    return value
-
-
 def _regex(text: str) -> str:
     try:
         re.compile(text)
@@ -109,13 +92,13 @@ class MetricsOptions(PipelineOptions):
     def _add_argparse_args(cls, parser):
         parser.add_argument(
             "--duration",
-            type=_positive,
+            type=positive,
             default=DEFAULT_DURATION_S,
             help=f"Window length in seconds (default {DEFAULT_DURATION_S:g}).",
         )
         parser.add_argument(
             "--period",
-            type=_positive,
+            type=positive,
             default=DEFAULT_PERIOD_S,
             help=f"Seconds between window starts (default {DEFAULT_PERIOD_S:g}).",
         )
@@ -133,7 +116,7 @@ class MetricsOptions(PipelineOptions):
         )
         parser.add_argument(
             "--last_n",
-            type=_positive_int,
+            type=positive_int,
             default=None,
             help="Keep the last N records per key (needs --last_n_sink).",
         )

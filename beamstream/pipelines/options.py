@@ -19,6 +19,7 @@ from typing import Any
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from beamstream.argtypes import non_negative
 from beamstream.event_time import TIME_FORMATS
 from beamstream.io.event_time_policy import EventTimePolicy
 from beamstream.io.uris import UriError, parse_sink, parse_source
@@ -39,16 +40,6 @@ def sink_uri(text: str) -> str:
     except UriError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
-
-
-def non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
-    return value
 
 
 class SourceOptions(PipelineOptions):

@@ -16,7 +16,6 @@ the bundle so the runner retries it.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import math
@@ -29,6 +28,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineResult
 from sqlalchemy.engine import Connection, Engine
 
+from beamstream.argtypes import positive_int
 from beamstream.collect.metrics import METRIC_TYPES
 from beamstream.counters import MESSAGES_CONSUMED, counter, error_counter
 from beamstream.dead_letter import DEAD_LETTER_TAG, dead_letter
@@ -228,16 +228,6 @@ class StoreSamples(beam.PTransform):
 
 
 # --------------------------------------------------------------------------- pipeline
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
-    return value
 
 
 class StoreOptions(PipelineOptions):
