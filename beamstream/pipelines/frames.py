@@ -20,6 +20,7 @@ DirectRunner streaming reads go through the local live feed.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 
 import apache_beam as beam
@@ -28,6 +29,7 @@ from apache_beam.runners.runner import PipelineResult
 
 from beamstream.io.sinks import WriteMessages
 from beamstream.io.sources import ReadMessages
+from beamstream.pipelines.help import pipeline_main
 from beamstream.pipelines.launch import parse_options, run_pipeline
 from beamstream.pipelines.options import (
     DeadLetterOptions,
@@ -128,10 +130,4 @@ def run(argv: Sequence[str] | None = None, test_pipeline=None) -> PipelineResult
 
 
 def main(argv: Sequence[str]) -> int:
-    from beamstream.pipelines.help import print_help
-
-    if "--help" in argv or "-h" in argv:
-        print_help("frames", __doc__ or "", OPTION_CLASSES)
-        return 0
-    run(argv)
-    return 0
+    return pipeline_main(sys.modules[__name__], argv)

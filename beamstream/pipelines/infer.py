@@ -29,12 +29,12 @@ from apache_beam.runners.runner import PipelineResult
 from beamstream.io.event_time_policy import EventTimePolicy
 from beamstream.io.sinks import WriteMessages
 from beamstream.io.sources import ReadMessages
-from beamstream.models.artifacts import ModelArtifactError
 from beamstream.models.options import (
     ModelOptions,
     model_updates_unsupported,
     predict_transform,
 )
+from beamstream.pipelines.help import pipeline_main
 from beamstream.pipelines.launch import OptionsError, parse_options, run_pipeline
 from beamstream.pipelines.options import (
     DeadLetterOptions,
@@ -80,14 +80,4 @@ def run(argv: Sequence[str] | None = None, test_pipeline=None) -> PipelineResult
 
 
 def main(argv: Sequence[str]) -> int:
-    from beamstream.pipelines.help import print_help
-
-    if "--help" in argv or "-h" in argv:
-        print_help("infer", __doc__ or "", OPTION_CLASSES)
-        return 0
-    try:
-        run(argv)
-    except ModelArtifactError as exc:
-        print(f"beamstream infer: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return pipeline_main(sys.modules[__name__], argv)

@@ -28,6 +28,7 @@ import argparse
 import json
 import math
 import re
+import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -44,6 +45,7 @@ from beamstream.event_time import format_time
 from beamstream.io.sinks import WriteMessages
 from beamstream.io.sources import ReadMessages
 from beamstream.io.uris import SqlUri, parse_sink
+from beamstream.pipelines.help import pipeline_main
 from beamstream.pipelines.launch import OptionsError, parse_options, run_pipeline
 from beamstream.pipelines.options import (
     DeadLetterOptions,
@@ -413,10 +415,4 @@ def run(argv: Sequence[str] | None = None, test_pipeline=None) -> PipelineResult
 
 
 def main(argv: Sequence[str]) -> int:
-    from beamstream.pipelines.help import print_help
-
-    if "--help" in argv or "-h" in argv:
-        print_help("metrics", __doc__ or "", OPTION_CLASSES)
-        return 0
-    run(argv)
-    return 0
+    return pipeline_main(sys.modules[__name__], argv)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,6 +39,7 @@ from beamstream.io.sinks import WriteMessages
 from beamstream.io.sources import ReadMessages
 from beamstream.io.sql import RetryPolicy, RowWithPayload, WriteRows, migrate
 from beamstream.io.uris import SqlUri, UriError, parse_sink
+from beamstream.pipelines.help import pipeline_main
 from beamstream.pipelines.launch import parse_options, run_pipeline
 from beamstream.pipelines.options import (
     DeadLetterOptions,
@@ -295,10 +297,4 @@ def run(argv: Sequence[str] | None = None, test_pipeline=None) -> PipelineResult
 
 
 def main(argv: Sequence[str]) -> int:
-    from beamstream.pipelines.help import print_help
-
-    if "--help" in argv or "-h" in argv:
-        print_help("store", __doc__ or "", OPTION_CLASSES)
-        return 0
-    run(argv)
-    return 0
+    return pipeline_main(sys.modules[__name__], argv)
