@@ -32,7 +32,7 @@ class EventTimePolicy:
             return None if broker_timestamp_ms is None else broker_timestamp_ms * 1000
         try:
             record = json.loads(value)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             return None
         if not isinstance(record, dict):
             return None

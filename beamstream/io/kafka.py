@@ -125,6 +125,10 @@ class ReadFromKafka(beam.PTransform):
             # The DirectRunner keeps shuffled data in memory: a finished read
             # bundle is not durable, so commit only when the run succeeded.
             spec = dataclasses.replace(spec, commit_on_success=True)
+        if self._batched and not pbegin.pipeline._options.view_as(StandardOptions).streaming:  # noqa: SLF001
+            # A batch run fires windows once, at the end: no source watermark is
+            # needed, and batch consumers read each record's time themselves.
+            spec = dataclasses.replace(spec, stamp_event_times=False)
         return pbegin | "ReadPartitions" >> beam.io.Read(KafkaPartitionSource(spec, self._batched))
 
 
