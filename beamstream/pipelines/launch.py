@@ -21,6 +21,7 @@ from apache_beam.options.pipeline_options import (
 from apache_beam.runners.runner import PipelineResult
 
 from beamstream.ops.exporter import MetricsExporter
+from beamstream.pipelines import window_gc
 from beamstream.pipelines.options import OperationsOptions
 
 _LOG = logging.getLogger(__name__)
@@ -83,6 +84,7 @@ def run_pipeline(
 
     pipeline = test_pipeline or beam.Pipeline(options=options)
     build(pipeline, options)
+    window_gc.install()  # only changes the DirectRunner; a long local stream stays fast
     exporter = _metrics_exporter(options, build)
     discard_deferred()
     try:
