@@ -12,6 +12,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from beamstream.log_flood import quiet_kafka_client_logs
+
 # name -> (module, function taking argv, one-line summary)
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "demo": ("beamstream.demo", "main", "run the frame-metrics pipeline on the bundled sample"),
@@ -57,6 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"beamstream: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    quiet_kafka_client_logs()
     module_name, function, _ = COMMANDS[name]
     entry = getattr(importlib.import_module(module_name), function)
     from beamstream.errors import USER_ERRORS

@@ -25,6 +25,7 @@ from typing import Any
 
 from beamstream.io.event_time_policy import EventTimePolicy
 from beamstream.io.message import MessageBatch
+from beamstream.io.outage import Outage
 from beamstream.io.watermarks import MAX_WATERMARK, PartitionWatermarks
 
 _LOG = logging.getLogger(__name__)
@@ -35,6 +36,10 @@ WATERMARK_GROUP_SUFFIX = ".beamstream-watermark"
 # that confirm it is caught up.
 _CONFIRMING_POLLS = 2
 
+# Quiet this long, an empty poll is followed by a broker request to tell a
+# quiet topic from an unreachable broker.
+_REACHABILITY_CHECK_S = 5.0
+
 
 def _watermark_of(metadata: str | None) -> int | None:
     if metadata and metadata.startswith("wm="):
@@ -43,11 +48,6 @@ def _watermark_of(metadata: str | None) -> int | None:
         except ValueError:
             return None
     return None
-
-
-def _log_commit_failure(offsets, response) -> None:
-    if isinstance(response, Exception):
-        _LOG.warning("offset commit failed (a later one will cover it): %s", response)
 
 
 class KafkaReadError(RuntimeError):
@@ -151,7 +151,6 @@ class KafkaBatchReader:
 
         self.spec = spec
         self._companion_consumer: Any = None
-        self._prober: Any = None
         self._consumer = open_consumer(spec)
         pairs = partitions or list_partitions(self._consumer, spec)
         self._tps = {pair: TopicPartition(*pair) for pair in pairs}
@@ -172,6 +171,11 @@ class KafkaBatchReader:
         self._finished: set[tuple[str, int]] = set()
         self._records_read = 0
         self._last_auto_commit = time.monotonic()
+        self._outage = Outage(f"Kafka at {spec.servers_text}")
+        self._last_reached = time.monotonic()
+        self._commit_outage = Outage(
+            f"offset commits to Kafka at {spec.servers_text} (a later one covers a lost one)"
+        )
 
     # -- positions -----------------------------------------------------------------
     def _seek(self, positions: dict[tuple[str, int], int]) -> None:
@@ -276,11 +280,47 @@ class KafkaBatchReader:
         """
         polled = {}
         for _ in range(_CONFIRMING_POLLS):
+            polled = self._poll_once(timeout_s)
+            if polled is None:
+                return {}
+            if polled or not self._at_bounded_end():
+                break
+        return polled
+
+    def _poll_once(self, timeout_s: float):
+        """One consumer poll; None while the broker is unreachable (retried later).
+
+        kafka-python retries failed fetches itself and its polls just come back
+        empty, except that a consumer with a group raises while its
+        coordinator cannot be found. So an empty poll after a quiet spell is
+        checked with a broker request; an outage is reported once, and while
+        it lasts nothing counts as caught up or idle.
+        """
+        from kafka.errors import KafkaError
+
+        try:
             polled = self._consumer.poll(
                 timeout_ms=int(timeout_s * 1000), max_records=self.spec.max_batch
             )
-            if polled or not self._at_bounded_end():
-                break
+            if polled:
+                self._last_reached = time.monotonic()
+            elif (
+                self._outage.since is not None
+                or time.monotonic() - self._last_reached >= _REACHABILITY_CHECK_S
+            ):
+                self._consumer.end_offsets(list(self._tps.values()), timeout_ms=2000)
+                self._last_reached = time.monotonic()
+        except KafkaError as exc:
+            if not exc.retriable:
+                raise
+            self._outage.failed(exc)
+            for pair in self._tps:
+                self._empty_polls[pair] = 0
+                self.watermarks.set_caught_up(pair, False)
+                self.watermarks.hold(pair)
+            time.sleep(min(timeout_s, 0.5))
+            return None
+        self._outage.succeeded()
         return polled
 
     def _at_bounded_end(self) -> bool:
@@ -358,24 +398,15 @@ class KafkaBatchReader:
         return highwater is not None and position >= highwater
 
     def _confirm_caught_up(self, pair: Any) -> bool:
-        """Fetches at the partition's position with a separate consumer: nothing there?
+        """Whether the partition's last fetch response said there was nothing more.
 
         Polls of a consumer with several partitions can come back without one
         partition's records while it still has a backlog (its fetch was not
         complete yet), and broker end offsets can be low (design.md), so only
-        a fetch says a partition is caught up.
+        the high watermark of a fetch response says a partition is caught up.
         """
-        from kafka import KafkaConsumer
-
-        if self._prober is None:
-            config = consumer_config(self.spec)
-            config.update(group_id=None, max_poll_records=1, fetch_max_wait_ms=100)
-            self._prober = KafkaConsumer(**config)
         tp = self._tps[pair]
-        self._prober.assign([tp])
-        self._prober.seek(tp, self._consumer.position(tp))
-        found = self._prober.poll(timeout_ms=1000, max_records=1)
-        return not found.get(tp)
+        return self._drained(tp, self._consumer.position(tp))
 
     def _finish(self, pair: tuple[str, int]) -> None:
         if pair not in self._finished:
@@ -436,9 +467,15 @@ class KafkaBatchReader:
             )
         for consumer, values in commits:
             if asynchronous:
-                consumer.commit_async(values, callback=_log_commit_failure)
+                consumer.commit_async(values, callback=self._commit_done)
             else:
                 consumer.commit(values)
+
+    def _commit_done(self, offsets, response) -> None:
+        if isinstance(response, Exception):
+            self._commit_outage.failed(response)
+        else:
+            self._commit_outage.succeeded()
 
     def _companion(self):
         """A consumer of the group ``<group>.beamstream-watermark``, for commits only."""
@@ -464,9 +501,8 @@ class KafkaBatchReader:
             self.commit(self.positions())
 
     def close(self) -> None:
-        for extra in (self._companion_consumer, self._prober):
-            if extra is not None:
-                extra.close(autocommit=False)
+        if self._companion_consumer is not None:
+            self._companion_consumer.close(autocommit=False)
         if self.spec.commit == "auto" and self.spec.group:
             try:
                 self.commit(self.positions())

@@ -50,6 +50,8 @@ from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
 from apache_beam.utils.timestamp import Timestamp
 
+from beamstream.log_flood import quiet_kafka_client_logs
+
 _LOG = logging.getLogger(__name__)
 HEARTBEAT_S = 5.0
 
@@ -244,6 +246,7 @@ def _produce_steps(feed: Feed, progress: FeedProgress, steps: queue.Queue, stopp
 def _child_main() -> None:
     """Entry point of ``python -m beamstream.io.live_feed``: the spec comes on stdin."""
     logging.basicConfig(level=logging.WARNING, format="live-feed: %(levelname)s %(message)s")
+    quiet_kafka_client_logs()
     factory, acked_memory, max_in_flight, parent_pid = pickle.loads(sys.stdin.buffer.read())
     _serve(factory, acked_memory, max_in_flight, parent_pid)
 

@@ -53,6 +53,16 @@ class PartitionWatermarks:
         ):
             self._max_event[partition] = max_event_time_us
 
+    def hold(self, partition: Hashable) -> None:
+        """The partition cannot be read now (broker unreachable): it is not idle.
+
+        A partition released as idle before stops being released, so the
+        watermark does not follow the wall clock past records that producers
+        may still be writing where this reader cannot see them.
+        """
+        self._last_data[partition] = self._clock()
+        self._confirmed_idle.discard(partition)
+
     def set_caught_up(self, partition: Hashable, caught_up: bool) -> None:
         """Whether the partition has nothing more to read right now."""
         self._caught_up[partition] = caught_up
