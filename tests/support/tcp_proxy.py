@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 
 
 class TcpProxy:
@@ -48,7 +49,10 @@ class TcpProxy:
             try:
                 client, _ = self._listener.accept()
             except OSError:
-                return
+                if self._closed:
+                    return
+                time.sleep(0.01)  # e.g. a client gave up before accept: keep serving
+                continue
             with self._lock:
                 allowed = self._open
             if not allowed:
