@@ -16,6 +16,7 @@ import apache_beam as beam
 from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 
+from beamstream import counters
 from beamstream.io.kafka import encode_value
 from beamstream.io.message import Message, MessageBatch
 
@@ -107,12 +108,17 @@ class _AppendLines(beam.DoFn):
 
     def setup(self):
         self._lock = self._locks.setdefault(self._path, threading.Lock())
+        self._produced = counters.counter(counters.MESSAGES_PRODUCED)
 
     def start_bundle(self):
         self._lines: list[bytes] = []
 
     def process(self, element):
         self._lines.append(encode_value(element) + b"\n")
+        # Counted here: metrics reported from finish_bundle can miss the last
+        # bundle of a streaming DirectRunner run. A failed write fails the
+        # bundle, whose counts are then not committed.
+        self._produced.inc()
 
     def finish_bundle(self):
         if self._lines:
@@ -120,6 +126,18 @@ class _AppendLines(beam.DoFn):
                 handle.writelines(self._lines)
                 handle.flush()
             self._lines = []
+
+
+class _EncodeCounted(beam.DoFn):
+    """One JSON line per element, counted as produced (batch: the files are
+    committed when the run succeeds, and a failed run reports nothing)."""
+
+    def setup(self):
+        self._produced = counters.counter(counters.MESSAGES_PRODUCED)
+
+    def process(self, element):
+        self._produced.inc()
+        yield encode_value(element).decode("utf-8")
 
 
 class WriteJsonLines(beam.PTransform):
@@ -147,7 +165,7 @@ class WriteJsonLines(beam.PTransform):
             return pcoll | "Append" >> beam.ParDo(_AppendLines(path))
         return (
             pcoll
-            | "Encode" >> beam.Map(lambda v: encode_value(v).decode("utf-8"))
+            | "Encode" >> beam.ParDo(_EncodeCounted())
             | "Write"
             >> beam.io.WriteToText(
                 self._prefix,

@@ -38,7 +38,6 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineResult
 from apache_beam.transforms import window
 
-from beamstream import counters
 from beamstream.argtypes import positive, positive_int
 from beamstream.dead_letter import DEAD_LETTER_TAG
 from beamstream.event_time import format_time
@@ -303,15 +302,9 @@ class _WriteResults(beam.PTransform):
         _ = (
             pcoll
             | "ToMessages" >> beam.Map(to_message, self._format)
-            | "Count" >> beam.Map(_count_produced)
             | "Write" >> WriteMessages(self._uri, kafka_config=self._kafka)
         )
         return None
-
-
-def _count_produced(record: dict[str, Any]) -> dict[str, Any]:
-    counters.counter(counters.MESSAGES_PRODUCED).inc()
-    return record
 
 
 # --------------------------------------------------------------------------- the pipeline
