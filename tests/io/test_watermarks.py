@@ -58,25 +58,25 @@ def test_a_partition_whose_idleness_is_not_confirmed_keeps_holding():
     assert not marks.is_idle("b")  # it has to be caught up and quiet again
 
 
-def test_all_partitions_idle_follow_the_wall_clock():
-    clock = Clock()
+def _all_idle(clock: Clock) -> PartitionWatermarks:
+    """Both partitions caught up and quiet past the idle timeout, wall clock at 1000 s."""
     marks = make(clock, wall_s=1000.0)
     marks.observe("a", 100 * S)
     marks.observe("b", 50 * S)
     for p in ("a", "b"):
         marks.set_caught_up(p, True)
     clock.now = 6.0
+    return marks
+
+
+def test_all_partitions_idle_follow_the_wall_clock():
+    marks = _all_idle(Clock())
     assert marks.advance(lambda p: True) == 998 * S
 
 
 def test_an_unreachable_partition_is_not_idle_and_stops_the_wall_clock():
     clock = Clock()
-    marks = make(clock, wall_s=1000.0)
-    marks.observe("a", 100 * S)
-    marks.observe("b", 50 * S)
-    for p in ("a", "b"):
-        marks.set_caught_up(p, True)
-    clock.now = 6.0
+    marks = _all_idle(clock)
     assert marks.advance(lambda p: True) == 998 * S
     # The broker becomes unreachable: records may be written that this reader
     # cannot see, so the watermark must not run on with the wall clock.
