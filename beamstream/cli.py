@@ -58,8 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"beamstream: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    quiet_kafka_client_logs()
+    if not logging.getLogger().handlers:  # an embedding program keeps its own logging
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+        quiet_kafka_client_logs()
     module_name, function, _ = COMMANDS[name]
     entry = getattr(importlib.import_module(module_name), function)
     from beamstream.errors import USER_ERRORS
