@@ -13,7 +13,7 @@ import psycopg
 import pymysql
 import pytest
 
-from beamstream.pipelines import window_gc
+from beamstream.pipelines import direct_counters, window_gc
 from tests.services import databases
 from tests.services.pubsub_emulator import (
     EMULATOR_HOST_ENV,
@@ -29,6 +29,7 @@ def pytest_configure(config: pytest.Config) -> None:
     """Register markers so ``-m 'not integration'`` gives a service-free run."""
     # TestStream tests run on the DirectRunner as beamstream's own runs do.
     window_gc.install()
+    direct_counters.install()
     config.addinivalue_line(
         "markers",
         "integration: needs a real service (Tansu/Kafka, Pub/Sub emulator, PostgreSQL, MariaDB)",

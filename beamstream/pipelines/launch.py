@@ -21,7 +21,7 @@ from apache_beam.options.pipeline_options import (
 from apache_beam.runners.runner import PipelineResult
 
 from beamstream.ops.exporter import MetricsExporter
-from beamstream.pipelines import window_gc
+from beamstream.pipelines import direct_counters, window_gc
 from beamstream.pipelines.options import OperationsOptions
 
 _LOG = logging.getLogger(__name__)
@@ -84,7 +84,10 @@ def run_pipeline(
 
     pipeline = test_pipeline or beam.Pipeline(options=options)
     build(pipeline, options)
-    window_gc.install()  # only changes the DirectRunner; a long local stream stays fast
+    # Both only change the DirectRunner: a long local stream stays fast, and
+    # its counters count every bundle.
+    window_gc.install()
+    direct_counters.install()
     exporter = _metrics_exporter(options, build)
     discard_deferred()
     try:

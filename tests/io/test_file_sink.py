@@ -31,10 +31,7 @@ def test_batch_file_sink_counts_each_record(tmp_path: Path):
     assert _produced(result) == 25
 
 
-def test_streaming_file_sink_appends_as_results_arrive(tmp_path: Path):
-    # Its count is not asserted: Beam 2.77's streaming DirectRunner reports
-    # counters of a step's first bundle only (a plain Map counts 2 of 4 records
-    # over three TestStream events), so no streaming count is reliable there.
+def test_streaming_file_sink_appends_and_counts(tmp_path: Path):
     options = PipelineOptions()
     options.view_as(StandardOptions).streaming = True
     stream = (
@@ -50,3 +47,4 @@ def test_streaming_file_sink_appends_as_results_arrive(tmp_path: Path):
     result.wait_until_finish()
     lines = (tmp_path / "live-00000-of-00001.jsonl").read_text().splitlines()
     assert sorted(json.loads(line)["i"] for line in lines) == [0, 1, 2]
+    assert _produced(result) == 3
