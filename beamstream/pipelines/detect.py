@@ -22,7 +22,6 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineResult
 
 from beamstream.io.event_time_policy import EventTimePolicy
-from beamstream.io.sinks import WriteMessages
 from beamstream.io.sources import ReadMessages
 from beamstream.models.options import (
     ModelOptions,
@@ -38,6 +37,7 @@ from beamstream.pipelines.options import (
     SourceOptions,
     kafka_config,
 )
+from beamstream.pipelines.outputs import write_outputs
 
 REQUIRED = ("source", "sink", "model")
 # Scores do not depend on event time; the broker's timestamp keeps the reader cheap.
@@ -78,17 +78,13 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[str, beam.P
             f"--model {options.view_as(ModelOptions).model} is a {predict.kind}; "
             "detect needs an anomaly model (beamstream train anomaly)"
         )
-    outputs = (
-        pipeline
-        | "ReadAggregates" >> ReadMessages(source, event_time=BROKER_TIME, kafka_config=kafka)
-        | "Score" >> predict
-    )
-    outputs["predictions"] | "WriteAnomalies" >> WriteMessages(sink, kafka_config=kafka)
-    dead_letter_sink = options.view_as(DeadLetterOptions).dead_letter_sink
-    if dead_letter_sink:
-        outputs["dead_letters"] | "WriteDeadLetters" >> WriteMessages(
-            dead_letter_sink, kafka_config=kafka
-        )
+    read = ReadMessages(source, event_time=BROKER_TIME, kafka_config=kafka)
+    outputs = pipeline | "ReadAggregates" >> read | "Score" >> predict
+    sinks = {
+        "predictions": ("WriteAnomalies", sink),
+        "dead_letters": ("WriteDeadLetters", options.view_as(DeadLetterOptions).dead_letter_sink),
+    }
+    read.commit_after(write_outputs(outputs, sinks, kafka))
     return outputs
 
 

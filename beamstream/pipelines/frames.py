@@ -27,7 +27,6 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineResult
 
-from beamstream.io.sinks import WriteMessages
 from beamstream.io.sources import ReadMessages
 from beamstream.pipelines.help import pipeline_main
 from beamstream.pipelines.launch import parse_options, run_pipeline
@@ -41,6 +40,7 @@ from beamstream.pipelines.options import (
     kafka_config,
     sink_uri,
 )
+from beamstream.pipelines.outputs import write_outputs
 from beamstream.transforms.frame_metrics import FrameMetrics
 
 REQUIRED = ("source", "per_second_sink", "per_minute_sink")
@@ -115,12 +115,7 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[str, beam.P
         "dead_letters": ("WriteDeadLetters", options.view_as(DeadLetterOptions).dead_letter_sink),
         "frames": ("WritePassthrough", o.passthrough_sink),
     }
-    written = [
-        outputs[name] | label >> WriteMessages(uri, kafka_config=kafka)
-        for name, (label, uri) in sinks.items()
-        if uri
-    ]
-    read.commit_after(written)
+    read.commit_after(write_outputs(outputs, sinks, kafka))
     return outputs
 
 

@@ -27,7 +27,6 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineResult
 
 from beamstream.io.event_time_policy import EventTimePolicy
-from beamstream.io.sinks import WriteMessages
 from beamstream.io.sources import ReadMessages
 from beamstream.models.options import (
     ModelOptions,
@@ -43,6 +42,7 @@ from beamstream.pipelines.options import (
     SourceOptions,
     kafka_config,
 )
+from beamstream.pipelines.outputs import write_outputs
 
 REQUIRED = ("source", "sink", "model")
 
@@ -57,17 +57,13 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[str, beam.P
     sink = options.view_as(SinkOptions).sink
     kafka = kafka_config(options)
     predict = predict_transform(options)
-    outputs = (
-        pipeline
-        | "ReadRequests" >> ReadMessages(source, event_time=BROKER_TIME, kafka_config=kafka)
-        | "Predict" >> predict
-    )
-    outputs["predictions"] | "WritePredictions" >> WriteMessages(sink, kafka_config=kafka)
-    dead_letter_sink = options.view_as(DeadLetterOptions).dead_letter_sink
-    if dead_letter_sink:
-        outputs["dead_letters"] | "WriteDeadLetters" >> WriteMessages(
-            dead_letter_sink, kafka_config=kafka
-        )
+    read = ReadMessages(source, event_time=BROKER_TIME, kafka_config=kafka)
+    outputs = pipeline | "ReadRequests" >> read | "Predict" >> predict
+    sinks = {
+        "predictions": ("WritePredictions", sink),
+        "dead_letters": ("WriteDeadLetters", options.view_as(DeadLetterOptions).dead_letter_sink),
+    }
+    read.commit_after(write_outputs(outputs, sinks, kafka))
     return outputs
 
 

@@ -57,6 +57,7 @@ from beamstream.pipelines.options import (
     kafka_config,
     sink_uri,
 )
+from beamstream.pipelines.outputs import write_outputs
 from beamstream.transforms.last_n import KeepLastN
 from beamstream.transforms.metric_stats import PERCENTILES, WindowedMetricStats
 from beamstream.transforms.prometheus_records import (
@@ -263,7 +264,10 @@ def prepare_last_n(engine) -> None:
 
 
 class _WriteResults(beam.PTransform):
-    """Message sinks get formatted records; databases get upserted rows. Returns dead letters."""
+    """Message sinks get formatted records; databases get upserted rows.
+
+    Returns what the write returns: for a database, its dead letters.
+    """
 
     def __init__(self, uri: str, kind: str, time_format: str, kafka: dict[str, Any]):
         super().__init__()
@@ -299,12 +303,11 @@ class _WriteResults(beam.PTransform):
                 >> WriteRows(self._uri, table, keys, prepare=prepare, step=f"metrics_{self._kind}")
             )
         to_message = stats_message if self._kind == "stats" else last_n_message
-        _ = (
+        return (
             pcoll
             | "ToMessages" >> beam.Map(to_message, self._format)
             | "Write" >> WriteMessages(self._uri, kafka_config=self._kafka)
         )
-        return None
 
 
 # --------------------------------------------------------------------------- the pipeline
@@ -358,10 +361,18 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[str, Any]:
     events = event_time_policy(options)
     kafka = kafka_config(options)
     group_by = o.group_by
+    # A record can change the sliding windows ending up to ``duration`` after
+    # its period starts; a streaming read commits it once those are written.
+    read = ReadMessages(
+        o.source,
+        batched=False,
+        event_time=events,
+        kafka_config=kafka,
+        finality=(o.period, o.allowed_lateness + o.duration - o.period),
+    )
     parsed = (
         pipeline
-        | "ReadRecords"
-        >> ReadMessages(o.source, batched=False, event_time=events, kafka_config=kafka)
+        | "ReadRecords" >> read
         | "Parse"
         >> beam.ParDo(
             ParseMetricRecords(
@@ -378,26 +389,29 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[str, Any]:
         o.duration, o.period, o.allowed_lateness, o.counter_pattern
     )
     dead_letters = [parsed[DEAD_LETTER_TAG]]
-    written = stats | "WriteStats" >> _WriteResults(o.sink, "stats", o.output_time_format, kafka)
-    if written is not None:
-        dead_letters.append(written)
+    written = [stats | "WriteStats" >> _WriteResults(o.sink, "stats", o.output_time_format, kafka)]
     outputs: dict[str, Any] = {"stats": stats}
     if o.last_n and o.last_n_sink:
         last = keyed | "KeepLastN" >> KeepLastN(o.last_n)
         outputs["last_n"] = last
-        written = last | "WriteLastN" >> _WriteResults(
-            o.last_n_sink, "last_n", o.output_time_format, kafka
+        written.append(
+            last
+            | "WriteLastN" >> _WriteResults(o.last_n_sink, "last_n", o.output_time_format, kafka)
         )
-        if written is not None:
-            dead_letters.append(written)
+    # Database writes return their dead letters.
+    sink_uris = [o.sink, o.last_n_sink]
+    dead_letters += [
+        w for w, uri in zip(written, sink_uris) if uri and isinstance(parse_sink(uri), SqlUri)
+    ]
     dead = [
         d | f"DeadLettersGlobal{n}" >> beam.WindowInto(window.GlobalWindows())
         for n, d in enumerate(dead_letters)
     ] | "AllDeadLetters" >> beam.Flatten()
     outputs["dead_letters"] = dead
-    sink = options.view_as(DeadLetterOptions).dead_letter_sink
-    if sink:
-        dead | "WriteDeadLetters" >> WriteMessages(sink, kafka_config=kafka)
+    sinks = {
+        "dead_letters": ("WriteDeadLetters", options.view_as(DeadLetterOptions).dead_letter_sink)
+    }
+    read.commit_after([*written, *write_outputs(outputs, sinks, kafka)])
     return outputs
 
 

@@ -35,7 +35,6 @@ from beamstream.counters import MESSAGES_CONSUMED, counter, error_counter
 from beamstream.dead_letter import DEAD_LETTER_TAG, dead_letter
 from beamstream.event_time import EventTimeError, parse_time
 from beamstream.io.message import Message
-from beamstream.io.sinks import WriteMessages
 from beamstream.io.sources import ReadMessages
 from beamstream.io.sql import RetryPolicy, RowWithPayload, WriteRows, migrate
 from beamstream.io.uris import SqlUri, UriError, parse_sink
@@ -50,6 +49,7 @@ from beamstream.pipelines.options import (
     event_time_policy,
     kafka_config,
 )
+from beamstream.pipelines.outputs import write_outputs
 
 REQUIRED = ("source", "sink")
 SCHEMA_NAME = "metric_samples"
@@ -273,20 +273,24 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> beam.PCollection
     o = options.view_as(StoreOptions)
     sink = database_sink(options.view_as(SinkOptions).sink)
     kafka = kafka_config(options)
+    read = ReadMessages(
+        options.view_as(SourceOptions).source,
+        event_time=event_time_policy(options),
+        kafka_config=kafka,
+    )
+    # What StoreSamples returns (its dead letters) moves on only after the
+    # rows before it were written: it tells a streaming read what to commit.
     dead_letters = (
         pipeline
-        | "ReadSamples"
-        >> ReadMessages(
-            options.view_as(SourceOptions).source,
-            event_time=event_time_policy(options),
-            kafka_config=kafka,
-        )
+        | "ReadSamples" >> read
         | "StoreSamples"
         >> StoreSamples(sink, o.batch_size, RetryPolicy(max_attempts=o.write_attempts))
     )
-    dead_letter_sink = options.view_as(DeadLetterOptions).dead_letter_sink
-    if dead_letter_sink:
-        dead_letters | "WriteDeadLetters" >> WriteMessages(dead_letter_sink, kafka_config=kafka)
+    sinks = {
+        "dead_letters": ("WriteDeadLetters", options.view_as(DeadLetterOptions).dead_letter_sink)
+    }
+    written = write_outputs({"dead_letters": dead_letters}, sinks, kafka)
+    read.commit_after([dead_letters, *written])
     return dead_letters
 
 
