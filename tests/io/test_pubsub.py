@@ -115,7 +115,9 @@ def test_replay_a_year_old_backlog_matches_plain_python(pubsub_emulator) -> None
     source = ReadMessages(
         f"pubsub://{frames_sub}",
         batched=False,
-        event_time=EventTimePolicy(field="timestamp", idle_timeout_s=1.0),
+        # Long enough that a slow first pull on a busy machine is not taken for an
+        # idle source (whose watermark would then follow the wall clock, a year on).
+        event_time=EventTimePolicy(field="timestamp", idle_timeout_s=3.0),
     )
     _ = (
         pipeline
