@@ -26,6 +26,9 @@ setup(
         "sql": ["sqlalchemy>=2.0,<3", "psycopg[binary]>=3.1,<4", "pymysql>=1.1,<2"],
         "plot": ["matplotlib>=3.7,<4"],
         "gateway": ["aiohttp>=3.9,<4"],
+        # kafka-python checks record CRCs in pure Python without it: about
+        # half its consume time (bench.frames: 67k -> 99k frames/s).
+        "fast": ["crc32c>=2.3,<3"],
         "test": [
             "pytest>=8,<10",
             "hypothesis>=6.100,<7",

@@ -160,10 +160,17 @@ def live(bootstrap: str, topic: str, watcher: ResultWatcher, rate: int, seconds:
     while time.time() < deadline and not all(w in watcher.arrival for w in windows):
         time.sleep(0.1)
     delays = [watcher.arrival[w] - (w + 1) for w in windows if w in watcher.arrival]
+    on_time = sum(1 for w in windows if watcher.final.get(w) == sent[w])
+    # Frames that reach the pipeline after their window's ON_TIME result come
+    # as LATE panes: wait until results stop arriving, then count again.
+    quiet_until = time.time() + 15
+    while time.time() < quiet_until and time.time() - watcher.last_arrival < 3:
+        time.sleep(0.2)
     exact = sum(1 for w in windows if watcher.final.get(w) == sent[w])
     print(
         f"live: {n:,} frames at {n / seconds:,.0f}/s for {seconds} s; "
-        f"{len(delays)} of {len(windows)} windows reported, {exact} exact"
+        f"{len(delays)} of {len(windows)} windows reported; exact: {on_time} at their ON_TIME "
+        f"result, {exact} after LATE panes"
     )
     if delays:
         print(
