@@ -21,27 +21,22 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineResult
 
-from beamstream.io.event_time_policy import EventTimePolicy
-from beamstream.io.sources import ReadMessages
 from beamstream.models.options import (
     ModelOptions,
     model_updates_unsupported,
     predict_transform,
 )
 from beamstream.pipelines.help import pipeline_main
+from beamstream.pipelines.infer import score_stream
 from beamstream.pipelines.launch import OptionsError, parse_options, run_pipeline
 from beamstream.pipelines.options import (
     DeadLetterOptions,
     KafkaClientOptions,
     SinkOptions,
     SourceOptions,
-    kafka_config,
 )
-from beamstream.pipelines.outputs import write_outputs
 
 REQUIRED = ("source", "sink", "model")
-# Scores do not depend on event time; the broker's timestamp keeps the reader cheap.
-BROKER_TIME = EventTimePolicy(field=None)
 
 
 class DetectOptions(PipelineOptions):
@@ -69,23 +64,13 @@ OPTION_CLASSES = (
 
 def build(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[str, beam.PCollection]:
     o = options.view_as(DetectOptions)
-    source = options.view_as(SourceOptions).source
-    sink = options.view_as(SinkOptions).sink
-    kafka = kafka_config(options)
     predict = predict_transform(options, keep_record=True, only_anomalies=not o.all_scores)
     if predict.kind != "detector":
         raise OptionsError(
             f"--model {options.view_as(ModelOptions).model} is a {predict.kind}; "
             "detect needs an anomaly model (beamstream train anomaly)"
         )
-    read = ReadMessages(source, event_time=BROKER_TIME, kafka_config=kafka)
-    outputs = pipeline | "ReadAggregates" >> read | "Score" >> predict
-    sinks = {
-        "predictions": ("WriteAnomalies", sink),
-        "dead_letters": ("WriteDeadLetters", options.view_as(DeadLetterOptions).dead_letter_sink),
-    }
-    read.commit_after(write_outputs(outputs, sinks, kafka))
-    return outputs
+    return score_stream(pipeline, options, predict, ("ReadAggregates", "Score", "WriteAnomalies"))
 
 
 def run(argv: Sequence[str] | None = None, test_pipeline=None) -> PipelineResult:

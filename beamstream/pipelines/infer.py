@@ -53,14 +53,28 @@ BROKER_TIME = EventTimePolicy(field=None)
 
 
 def build(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[str, beam.PCollection]:
-    source = options.view_as(SourceOptions).source
-    sink = options.view_as(SinkOptions).sink
+    labels = ("ReadRequests", "Predict", "WritePredictions")
+    return score_stream(pipeline, options, predict_transform(options), labels)
+
+
+def score_stream(
+    pipeline: beam.Pipeline,
+    options: PipelineOptions,
+    predict: beam.PTransform,
+    labels: tuple[str, str, str],
+) -> dict[str, beam.PCollection]:
+    """Requests from ``--source`` through ``predict`` to ``--sink`` (infer and detect).
+
+    ``labels`` name the read, predict and write steps.
+    """
     kafka = kafka_config(options)
-    predict = predict_transform(options)
-    read = ReadMessages(source, event_time=BROKER_TIME, kafka_config=kafka)
-    outputs = pipeline | "ReadRequests" >> read | "Predict" >> predict
+    read_label, predict_label, write_label = labels
+    read = ReadMessages(
+        options.view_as(SourceOptions).source, event_time=BROKER_TIME, kafka_config=kafka
+    )
+    outputs = pipeline | read_label >> read | predict_label >> predict
     sinks = {
-        "predictions": ("WritePredictions", sink),
+        "predictions": (write_label, options.view_as(SinkOptions).sink),
         "dead_letters": ("WriteDeadLetters", options.view_as(DeadLetterOptions).dead_letter_sink),
     }
     read.commit_after(write_outputs(outputs, sinks, kafka))

@@ -34,12 +34,17 @@ def test_the_slowest_partition_holds_the_watermark():
     assert marks.advance() == 48 * S
 
 
-def test_an_idle_partition_is_released_only_when_caught_up_and_quiet_long_enough():
-    clock = Clock()
+def _b_behind_and_caught_up(clock: Clock) -> PartitionWatermarks:
     marks = make(clock)
     marks.observe("a", 100 * S)
     marks.observe("b", 50 * S)
     marks.set_caught_up("b", True)
+    return marks
+
+
+def test_an_idle_partition_is_released_only_when_caught_up_and_quiet_long_enough():
+    clock = Clock()
+    marks = _b_behind_and_caught_up(clock)
     clock.now = 4.9
     marks.observe("a", 101 * S)
     assert marks.advance() == 48 * S  # b quiet for less than the idle timeout
@@ -49,10 +54,7 @@ def test_an_idle_partition_is_released_only_when_caught_up_and_quiet_long_enough
 
 def test_a_partition_whose_idleness_is_not_confirmed_keeps_holding():
     clock = Clock()
-    marks = make(clock)
-    marks.observe("a", 100 * S)
-    marks.observe("b", 50 * S)
-    marks.set_caught_up("b", True)
+    marks = _b_behind_and_caught_up(clock)
     clock.now = 6.0
     assert marks.advance(lambda p: False) == 48 * S
     assert not marks.is_idle("b")  # it has to be caught up and quiet again
