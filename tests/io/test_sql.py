@@ -7,7 +7,6 @@ runs never see each other's tables.
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Iterator
 
 import apache_beam as beam
@@ -30,32 +29,7 @@ from beamstream.io.sql import (
     upsert,
     with_retries,
 )
-
-DIALECTS = [
-    "sqlite",
-    pytest.param("postgresql", marks=pytest.mark.integration),
-    pytest.param("mysql", marks=pytest.mark.integration),
-]
-
-
-def fresh_database(request: pytest.FixtureRequest, dialect: str, tmp_path) -> Iterator[str]:
-    """A URL of a new, empty database of ``dialect``; dropped afterwards."""
-    if dialect == "sqlite":
-        yield f"sqlite:///{tmp_path}/test.db"
-        return
-    base = request.getfixturevalue("postgres_url" if dialect == "postgresql" else "mysql_url")
-    name = f"bs_{uuid.uuid4().hex[:12]}"
-    admin = engine_for(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE {name}"))
-    url = sa.make_url(sqlalchemy_url(base)).set(database=name)
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        force = " WITH (FORCE)" if dialect == "postgresql" else ""
-        with admin.connect() as conn:
-            conn.execute(sa.text(f"DROP DATABASE {name}{force}"))
-        admin.dispose()
+from tests.support.fresh_databases import DIALECTS, fresh_database
 
 
 @pytest.fixture(params=DIALECTS)

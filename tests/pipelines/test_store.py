@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from beamstream import cli
 from beamstream.io.sql import engine_for, schema_version
 from beamstream.pipelines import store
-from tests.io.test_sql import DIALECTS, fresh_database
+from tests.support.fresh_databases import DIALECTS, fresh_database
 from tests.support.jsonl import read_shards
 
 
