@@ -150,7 +150,9 @@ def live(bootstrap: str, topic: str, watcher: ResultWatcher, rate: int, seconds:
                 json.dumps({"timestamp": now, "uid": f"u{n % 5000}"}).encode(),
                 partition=n % 4,
             )
-            sent[int(now)] += 1
+            # Event times have Beam's microsecond resolution: round like the pipeline
+            # does (a time 0.4 us before a second boundary belongs to the next second).
+            sent[int(round(now * 1_000_000)) // 1_000_000] += 1
             n += 1
         producer.poll(0)
         time.sleep(0.002)
@@ -172,6 +174,9 @@ def live(bootstrap: str, topic: str, watcher: ResultWatcher, rate: int, seconds:
         f"{len(delays)} of {len(windows)} windows reported; exact: {on_time} at their ON_TIME "
         f"result, {exact} after LATE panes"
     )
+    wrong = [(w, sent[w], watcher.final.get(w)) for w in windows if watcher.final.get(w) != sent[w]]
+    if wrong:
+        print(f"differing live windows (second, sent, got): {wrong[:8]}")
     if delays:
         print(
             f"live delay, window end -> result:            p50 {percentile(delays, 0.5):.2f} s"
