@@ -398,15 +398,28 @@ class KafkaBatchReader:
         return highwater is not None and position >= highwater
 
     def _confirm_caught_up(self, pair: Any) -> bool:
-        """Whether the partition's last fetch response said there was nothing more.
+        """Whether the partition has nothing more to read, asked just before releasing it.
 
         Polls of a consumer with several partitions can come back without one
         partition's records while it still has a backlog (its fetch was not
-        complete yet), and broker end offsets can be low (design.md), so only
-        the high watermark of a fetch response says a partition is caught up.
+        complete yet), and listed end offsets can be low (design.md): the high
+        watermark of the last fetch response must be reached, and a fresh
+        listing must show nothing beyond the position.
         """
+        from kafka.errors import KafkaError
+
         tp = self._tps[pair]
-        return self._drained(tp, self._consumer.position(tp))
+        position = self._consumer.position(tp)
+        if not self._drained(tp, position):
+            return False
+        # That high watermark may be a fetch old. A fresh listing shows any
+        # batch written since: the test broker lists the base offset of the
+        # newest batch + 1, which then lies beyond the position.
+        try:
+            listed = self._consumer.end_offsets([tp], timeout_ms=2000)[tp]
+        except KafkaError:
+            return False
+        return position >= listed
 
     def _finish(self, pair: tuple[str, int]) -> None:
         if pair not in self._finished:
