@@ -316,7 +316,6 @@ class KafkaBatchReader:
             self._outage.failed(exc)
             for pair in self._tps:
                 self._empty_polls[pair] = 0
-                self.watermarks.set_caught_up(pair, False)
                 self.watermarks.hold(pair)
             time.sleep(min(timeout_s, 0.5))
             return None

@@ -54,13 +54,14 @@ class PartitionWatermarks:
             self._max_event[partition] = max_event_time_us
 
     def hold(self, partition: Hashable) -> None:
-        """The partition cannot be read now (broker unreachable): it is not idle.
+        """The partition cannot be read now (broker unreachable): not caught up, not idle.
 
         A partition released as idle before stops being released, so the
         watermark does not follow the wall clock past records that producers
         may still be writing where this reader cannot see them.
         """
         self._last_data[partition] = self._clock()
+        self._caught_up[partition] = False
         self._confirmed_idle.discard(partition)
 
     def set_caught_up(self, partition: Hashable, caught_up: bool) -> None:

@@ -83,7 +83,6 @@ def test_an_unreachable_partition_is_not_idle_and_stops_the_wall_clock():
     # The broker becomes unreachable: records may be written that this reader
     # cannot see, so the watermark must not run on with the wall clock.
     marks.hold("b")
-    marks.set_caught_up("b", False)
     clock.now = 60.0
     assert marks.advance(lambda p: True) == 998 * S  # never backwards, never further
 
