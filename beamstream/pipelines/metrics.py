@@ -272,12 +272,13 @@ class _WriteResults(beam.PTransform):
     def __init__(self, uri: str, kind: str, time_format: str, kafka: dict[str, Any]):
         super().__init__()
         self._uri = uri
+        self.returns_dead_letters = isinstance(parse_sink(uri), SqlUri)
         self._kind = kind
         self._format = time_format
         self._kafka = kafka
 
     def expand(self, pcoll):
-        if isinstance(parse_sink(self._uri), SqlUri):
+        if self.returns_dead_letters:
             from beamstream.io.sql import WriteRows
 
             stats_table, last_n_table = _tables()
@@ -389,20 +390,18 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[str, Any]:
         o.duration, o.period, o.allowed_lateness, o.counter_pattern
     )
     dead_letters = [parsed[DEAD_LETTER_TAG]]
-    written = [stats | "WriteStats" >> _WriteResults(o.sink, "stats", o.output_time_format, kafka)]
+    writes = [(stats, "WriteStats", _WriteResults(o.sink, "stats", o.output_time_format, kafka))]
     outputs: dict[str, Any] = {"stats": stats}
     if o.last_n and o.last_n_sink:
         last = keyed | "KeepLastN" >> KeepLastN(o.last_n)
         outputs["last_n"] = last
-        written.append(
-            last
-            | "WriteLastN" >> _WriteResults(o.last_n_sink, "last_n", o.output_time_format, kafka)
-        )
-    # Database writes return their dead letters.
-    sink_uris = [o.sink, o.last_n_sink]
-    dead_letters += [
-        w for w, uri in zip(written, sink_uris) if uri and isinstance(parse_sink(uri), SqlUri)
-    ]
+        write = _WriteResults(o.last_n_sink, "last_n", o.output_time_format, kafka)
+        writes.append((last, "WriteLastN", write))
+    written = []
+    for pcoll, label, write in writes:
+        written.append(pcoll | label >> write)
+        if write.returns_dead_letters:
+            dead_letters.append(written[-1])
     dead = [
         d | f"DeadLettersGlobal{n}" >> beam.WindowInto(window.GlobalWindows())
         for n, d in enumerate(dead_letters)
