@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP_DEMO := $(VENV)/.installed-demo
 STAMP_TEST := $(VENV)/.installed-test
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit bench clean services engines
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,16 @@ lint: $(STAMP_TEST)
 typecheck: $(STAMP_TEST)
 	$(VENV)/bin/mypy beamstream
 
-test: lint typecheck
+# PostgreSQL, MariaDB, Prometheus and its Pushgateway from Debian's packages (installs need root).
+services:
+	bash scripts/services.sh
+
+# Apache Kafka (Maven), Prism (Go), Beam's Flink job server (Maven, when served), cached in
+# ~/.cache/beamstream/engines (BEAMSTREAM_ENGINES_DIR); each is skipped if its toolchain is missing.
+engines:
+	bash scripts/engines.sh
+
+test: services engines lint typecheck
 	$(PY) -m pytest -q -rs $(PYTEST_ARGS)
 
 unit: $(STAMP_TEST)

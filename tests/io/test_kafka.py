@@ -1,4 +1,4 @@
-"""ReadFromKafka / WriteToKafka against the real broker (Tansu)."""
+"""ReadFromKafka / WriteToKafka against the real broker (Apache Kafka, or Tansu without Java)."""
 
 from __future__ import annotations
 
