@@ -11,6 +11,12 @@ duplicates appear), all other windows are rebuilt from all of their records.
 
 Without a probe behind the sinks there is no sink watermark, and the ledger
 falls back to committing what the pipeline has taken in.
+
+The probe learns the sink watermark from heartbeats, which carry the event
+times of records. Those never reach the end of the newest window plus its
+lateness, so after a backlog (or whenever data pauses) nothing would become
+safe: a feed sends a progress marker at the watermark it announced once that
+watermark has passed a pending finality (``MarkerSchedule``).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from beamstream.io.message import MessageBatch
+from beamstream.io.message import NO_WATERMARK, MessageBatch
 
 Partition = tuple[str, int]
 
@@ -51,6 +57,12 @@ class CommitLedger:
         entry = _Entry(seq, batch.offsets[0], batch.offsets[-1] + 1, self.final_at(newest))
         self._entries.setdefault((batch.source, batch.partition), deque()).append(entry)
 
+    def oldest_final_at(self) -> int | None:
+        """The earliest sink watermark at which some recorded batch becomes safe."""
+        return min(
+            (e.final_at_us for entries in self._entries.values() for e in entries), default=None
+        )
+
     def safe_offsets(self, acked: int, sink_watermark: int | None) -> dict[Partition, int]:
         """Offsets that became safe since the last call (next offset to read)."""
         result: dict[Partition, int] = {}
@@ -70,3 +82,26 @@ class CommitLedger:
                 self._committed[partition] = offset
                 result[partition] = offset
         return result
+
+
+class MarkerSchedule:
+    """When a feed should send a progress marker to move the sink watermark on.
+
+    A marker at the announced watermark ``W`` comes back as sink watermark
+    ``W`` once everything before ``W`` is written. It is due when ``W`` has
+    passed the finality of something still held and no marker already sent
+    will cover it. Without a probe (``sink is None``) nothing waits on it.
+    """
+
+    def __init__(self) -> None:
+        self._sent_at: int | None = None
+
+    def due(self, announced: int, sink: int | None, pending_final_at: int | None) -> bool:
+        if sink is None or pending_final_at is None or announced == NO_WATERMARK:
+            return False
+        if pending_final_at > announced or sink >= pending_final_at:
+            return False
+        if self._sent_at is not None and sink < self._sent_at and self._sent_at >= pending_final_at:
+            return False  # the marker in flight covers it
+        self._sent_at = announced
+        return True

@@ -7,7 +7,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from beamstream.io.commit_ledger import CommitLedger
+from beamstream.io.commit_ledger import CommitLedger, MarkerSchedule
 from beamstream.io.kafka_reader import KafkaBatchReader, KafkaReadSpec
 from beamstream.io.live_feed import STOP_FLUSH, FeedProgress, FeedStep, ProgressMarker
 from beamstream.io.message import NO_WATERMARK, MessageBatch
@@ -52,6 +52,7 @@ class _KafkaFeedRun:
         self._commit = spec.commit == "finalize" and spec.group is not None
         self._ledger = CommitLedger(spec.commit_window_s, spec.commit_lateness_s)
         self._newest_final: int | None = None  # when all that was read is final
+        self._markers = MarkerSchedule()
 
     def steps(self, progress: FeedProgress) -> Iterator[FeedStep]:
         """Reads and announces; the watermark never passes what is still in flight.
@@ -86,6 +87,14 @@ class _KafkaFeedRun:
             target = reader.watermark_us
             if in_flight:
                 target = min(target, min(ts for _, ts in in_flight))
+            if self._commit and self._markers.due(
+                announced, progress.sink_watermark(), self._ledger.oldest_final_at()
+            ):
+                # At the watermark already announced: never late, and it comes
+                # back as sink watermark once all before it is written.
+                if not elements:
+                    seq += 1
+                elements = [*elements, (ProgressMarker(), announced)]
             new = target if target > announced else None
             if new is not None:
                 announced = new

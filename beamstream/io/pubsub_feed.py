@@ -18,10 +18,10 @@ from dataclasses import dataclass
 
 from beamstream.event_time import EventTimeError, parse_time
 from beamstream.io.clients.base import ReceivedMessage
-from beamstream.io.commit_ledger import CommitLedger
+from beamstream.io.commit_ledger import CommitLedger, MarkerSchedule
 from beamstream.io.event_time_policy import EventTimePolicy
 from beamstream.io.kafka_feed import as_elements
-from beamstream.io.live_feed import STOP_FLUSH, FeedProgress, FeedStep
+from beamstream.io.live_feed import STOP_FLUSH, FeedProgress, FeedStep, ProgressMarker
 from beamstream.io.message import NO_WATERMARK, MessageBatch
 from beamstream.io.watermarks import MAX_WATERMARK, PartitionWatermarks
 
@@ -127,6 +127,7 @@ class _PubSubFeedRun:
         self._held: list[_Held] = []
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._last_extend = time.monotonic()
+        self._markers = MarkerSchedule()
 
     def _fresh(self, messages: list[ReceivedMessage]) -> list[ReceivedMessage]:
         """Drops redeliveries (same id_label attribute, or same message id) and acks them."""
@@ -162,6 +163,13 @@ class _PubSubFeedRun:
                 self._held.append(_Held(seq, oldest, self._finality.final_at(newest), messages))
             elif not pulled:
                 watermarks.set_caught_up(_PARTITION, True)
+            pending = min((h.final_at_us for h in self._held), default=None)
+            if self._markers.due(announced, progress.sink_watermark(), pending):
+                # Heartbeats stop at record times; a marker at the announced
+                # watermark lets the sink watermark reach the held finalities.
+                if not elements:
+                    seq += 1
+                elements = [*elements, (ProgressMarker(), announced)]
             watermark = self._announceable(watermarks.advance(), progress())
             new = watermark if watermark > announced else None
             announced = max(announced, watermark)

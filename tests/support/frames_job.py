@@ -148,3 +148,35 @@ def check_against_reference(job: Frames, lines: list[str]) -> None:
     got_minutes = final_by_window(read_all(job.bootstrap, job.topics["min"]), "unique_users")
     assert got_seconds == want_seconds
     assert got_minutes == want_minutes
+
+
+def committed_offsets(bootstrap: str, topic: str, group: str) -> dict[int, int | None]:
+    """The group's committed next-offset per partition, as an independent consumer sees it."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    try:
+        partitions = sorted(consumer.partitions_for_topic(topic) or ())
+        return {p: consumer.committed(TopicPartition(topic, p)) for p in partitions}
+    finally:
+        consumer.close()
+
+
+def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        return {tp.partition: offset for tp, offset in consumer.end_offsets(tps).items()}
+    finally:
+        consumer.close()
+
+
+def wait_for_commits(
+    job: Frames, want: dict[int, int], process: subprocess.Popen, timeout: float = 120
+) -> dict[int, int | None]:
+    """Polls the group's commits until they equal ``want``; returns the last seen."""
+    deadline = time.time() + timeout
+    seen = committed_offsets(job.source_bootstrap, job.topics["in"], job.group)
+    while seen != want and time.time() < deadline:
+        assert process.poll() is None, log_of(process)[-3000:]
+        time.sleep(0.5)
+        seen = committed_offsets(job.source_bootstrap, job.topics["in"], job.group)
+    return seen
