@@ -6,6 +6,9 @@ that are still active. A partition only stops holding the watermark back when
 it is *idle*: caught up with its broker and silent for ``idle_timeout_s``.
 Idleness must be sustained (design.md): releasing a partition on one empty
 poll in the middle of a backlog made every later record late in a probe.
+And a source that has delivered no record at all holds its watermark: it has
+no window to close, and releasing it to the wall clock would make a replay of
+history published after the start all late (a backfill into a running pipeline).
 """
 
 from __future__ import annotations
@@ -112,6 +115,8 @@ class PartitionWatermarks:
             # Every partition is caught up and quiet: event time may follow the
             # wall clock, so windows of a drained backlog or a paused feed close.
             seen = max(self._max_event[p] for p in active)
+            if seen == NO_WATERMARK:
+                return self._current  # nothing read yet: nothing to close
             candidate = max(seen - self._bound_us, int(self._wall_clock() * 1e6) - self._bound_us)
         if candidate > self._current:
             self._current = candidate

@@ -139,6 +139,44 @@ def test_replay_a_year_old_backlog_matches_plain_python(pubsub_emulator) -> None
 
 
 @pytest.mark.integration
+def test_year_old_frames_published_to_an_idle_pipeline_are_on_time(pubsub_emulator) -> None:
+    """A backfill into a running pipeline: a source that read nothing holds its watermark."""
+    frames_topic = pubsub_emulator.create_topic(unique_name("backfill"))
+    frames_sub = pubsub_emulator.create_subscription(frames_topic, unique_name("backfill-sub"))
+    out_topic = pubsub_emulator.create_topic(unique_name("backfill-counts"))
+    out_sub = pubsub_emulator.create_subscription(out_topic, unique_name("backfill-counts-sub"))
+
+    pipeline = _streaming()
+    source = ReadMessages(
+        f"pubsub://{frames_sub}",
+        batched=False,
+        event_time=EventTimePolicy(field="timestamp", idle_timeout_s=1.0),
+    )
+    _ = (
+        pipeline
+        | "Read" >> source
+        | beam.WindowInto(window.FixedWindows(1))
+        | beam.Map(lambda _: 1)
+        | beam.CombineGlobally(sum).without_defaults()
+        | beam.ParDo(_PerSecond())
+        | WriteMessages(f"pubsub://{out_topic}")
+    )
+    result = pipeline.run()
+    try:
+        time.sleep(8)  # idle since start, far beyond the idle timeout
+        base_ms = (int(time.time()) - 365 * 86_400) * 1000
+        times = [base_ms + i * 5 for i in range(1000)]
+        with open_publisher(f"pubsub://{frames_topic}") as pub:
+            for t in times:
+                pub.publish(json.dumps({"uid": "u", "timestamp": t}))
+        with open_subscriber(f"pubsub://{out_sub}") as sub:
+            got = _collect_counts(sub, len(times))
+    finally:
+        result.cancel()
+    assert dict(got) == dict(Counter(t // 1000 for t in times))
+
+
+@pytest.mark.integration
 def test_batched_read_carries_attributes_and_watermarks(pubsub_emulator) -> None:
     topic = pubsub_emulator.create_topic(unique_name("batched"))
     sub = pubsub_emulator.create_subscription(topic, unique_name("batched-sub"))

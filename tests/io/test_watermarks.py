@@ -105,3 +105,25 @@ def test_a_restored_watermark_is_never_undercut():
     marks.observe("a", 100 * S)
     marks.observe("b", 100 * S)
     assert marks.advance() == 500 * S
+
+
+def test_a_source_that_never_delivered_a_record_holds_its_watermark():
+    """A replay of history into a running, idle pipeline must not be all late."""
+    clock = Clock()
+    marks = make(clock)
+    for p in ("a", "b"):
+        marks.set_caught_up(p, True)
+    clock.now = 60.0  # idle far beyond the timeout, but nothing was ever read
+    assert marks.advance(lambda p: True) == NO_WATERMARK
+    marks.observe("a", 10 * S)  # year-old data arrives: still on time
+    marks.set_caught_up("a", False)
+    assert marks.advance(lambda p: True) == 8 * S
+
+
+def test_an_empty_partition_beside_one_with_data_is_released_when_idle():
+    clock = Clock()
+    marks = make(clock)
+    marks.observe("a", 10 * S)
+    marks.set_caught_up("b", True)  # "b" never has data
+    clock.now = 6.0
+    assert marks.advance(lambda p: True) == 8 * S
