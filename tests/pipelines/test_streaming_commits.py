@@ -61,7 +61,8 @@ def test_commits_reach_the_end_once_every_window_is_written_and_a_restart_reads_
     process.send_signal(signal.SIGTERM)
     code, log = finish(process, 120)
     assert code == 0, log[-3000:]
-    assert committed_offsets(frames_job.bootstrap, frames_job.topics["in"], frames_job.group) == ends
+    in_topic = frames_job.topics["in"]
+    assert committed_offsets(frames_job.bootstrap, in_topic, frames_job.group) == ends
     check_against_reference(frames_job, lines)
 
     results_before = len(read_all(frames_job.bootstrap, frames_job.topics["sec"]))
@@ -87,8 +88,9 @@ def test_after_sigkill_commits_cover_only_records_whose_windows_were_written(fra
     process.wait(30)
     assert any(committed.values()), f"nothing committed while windows were written: {committed}"
 
-    written_minutes = {r["window_start"] for r in read_all(frames_job.bootstrap, frames_job.topics["min"])}
-    written_seconds = {r["window_start"] for r in read_all(frames_job.bootstrap, frames_job.topics["sec"])}
+    results = {n: read_all(frames_job.bootstrap, frames_job.topics[n]) for n in ("sec", "min")}
+    written_seconds = {r["window_start"] for r in results["sec"]}
+    written_minutes = {r["window_start"] for r in results["min"]}
     # produce() sends line i to partition i % 2, so partition p's offset k is line 2k + p.
     for partition, offset in committed.items():
         for k in range(offset or 0):
