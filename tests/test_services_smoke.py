@@ -20,7 +20,7 @@ from tests.services.kafka_broker import KafkaBroker
 from tests.services.ports import unique_name
 from tests.services.pubsub_emulator import PubSubEmulator
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.tansu_ok]
 
 READ_TIMEOUT_S = 20.0
 RECORDS = [

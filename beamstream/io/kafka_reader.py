@@ -8,16 +8,15 @@ the partition watermarks updated. The SDF/UnboundedSource path (Flink,
 Dataflow, batch) runs one reader per partition; the local streaming feed runs
 one reader over all partitions.
 
-Bounded reads (``stop=end``) stop at what was present when the read started.
-The end offsets a broker reports are only a lower bound here: the test broker
-reports the base offset of the last record batch + 1 (design.md), so a
-partition counts as finished only once it has reached that offset *and* a
-fetch confirms there is nothing more that was appended before the read began.
+Bounded reads (``stop=end``) stop at the end offsets listed when the read
+started, as Kafka defines them (the offset after the last record): records
+appended later are left for the next read. A partition that has reached its
+end finishes at once; one whose listed end was never reached finishes when a
+fetch shows nothing more (the log was truncated or compacted below it).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -29,8 +28,6 @@ from beamstream.io.outage import Outage
 from beamstream.io.watermarks import MAX_WATERMARK, PartitionWatermarks
 
 _LOG = logging.getLogger(__name__)
-
-WATERMARK_GROUP_SUFFIX = ".beamstream-watermark"
 
 # Polls in a row without data for a partition, after it reached its end offset,
 # that confirm it is caught up.
@@ -145,12 +142,10 @@ class KafkaBatchReader:
         partitions: list[tuple[str, int]] | None = None,
         positions: dict[tuple[str, int], int] | None = None,
         end_offsets: dict[tuple[str, int], int] | None = None,
-        started_ms: int | None = None,
     ):
         from kafka import TopicPartition
 
         self.spec = spec
-        self._companion_consumer: Any = None
         self._consumer = open_consumer(spec)
         pairs = partitions or list_partitions(self._consumer, spec)
         self._tps = {pair: TopicPartition(*pair) for pair in pairs}
@@ -161,8 +156,6 @@ class KafkaBatchReader:
         for pair in pairs:
             self.watermarks.add_partition(pair)
         self._seek(positions or {})
-        # A resumed reader keeps the bounds of the read it continues.
-        self.started_ms = started_ms or int(time.time() * 1000)
         self._started = time.monotonic()
         self.end_offsets: dict[tuple[str, int], int] = {}
         if spec.stop == "end":
@@ -193,10 +186,7 @@ class KafkaBatchReader:
             restored = []
             for tp in tps:
                 committed = consumer.committed(tp, metadata=True)
-                restored.append(
-                    (committed and _watermark_of(committed.metadata))
-                    or self._companion_watermark(tp)
-                )
+                restored.append(committed and _watermark_of(committed.metadata))
                 if committed is None:
                     consumer.seek_to_beginning(tp)
                 else:
@@ -340,11 +330,10 @@ class KafkaBatchReader:
                 return []
             records = records[:room]
         if spec.stop == "end":
-            # Past the reported end, keep only what was appended before the read
-            # started; the first later record marks the partition finished.
+            # Records from the listed end on were appended after the read started.
             end = self.end_offsets.get(pair, 0)
             for i, record in enumerate(records):
-                if record.offset >= end and record.timestamp > self.started_ms:
+                if record.offset >= end:
                     records = records[:i]
                     self._finish(pair)
                     break
@@ -387,12 +376,7 @@ class KafkaBatchReader:
         self.watermarks.advance(self._confirm_caught_up)
 
     def _drained(self, tp, position: int) -> bool:
-        """At the high watermark of a fetch response: nothing more was there.
-
-        Unlike the end offsets the broker lists (low on the test broker), the
-        high watermark in fetch responses is exact, and every fetch of this
-        consumer came after the read started.
-        """
+        """At the high watermark of the last fetch response: nothing more was there."""
         highwater = self._consumer.highwater(tp)
         return highwater is not None and position >= highwater
 
@@ -401,9 +385,8 @@ class KafkaBatchReader:
 
         Polls of a consumer with several partitions can come back without one
         partition's records while it still has a backlog (its fetch was not
-        complete yet), and listed end offsets can be low (design.md): the high
-        watermark of the last fetch response must be reached, and a fresh
-        listing must show nothing beyond the position.
+        complete yet): the high watermark of the last fetch response must be
+        reached, and a fresh listing must show nothing beyond the position.
         """
         from kafka.errors import KafkaError
 
@@ -411,9 +394,8 @@ class KafkaBatchReader:
         position = self._consumer.position(tp)
         if not self._drained(tp, position):
             return False
-        # That high watermark may be a fetch old. A fresh listing shows any
-        # batch written since: the test broker lists the base offset of the
-        # newest batch + 1, which then lies beyond the position.
+        # That high watermark may be a fetch old: a fresh listing shows any
+        # record written since.
         try:
             listed = self._consumer.end_offsets([tp], timeout_ms=2000)[tp]
         except KafkaError:
@@ -451,58 +433,24 @@ class KafkaBatchReader:
             return
         from kafka import OffsetAndMetadata
 
+        # The resume watermark travels in the commit metadata (Kafka keeps it
+        # with the offset, atomically), so a restart never sees one without the other.
         metadata = f"wm={watermark_us}" if watermark_us is not None else ""
-        commits = [
-            (
-                self._consumer,
-                {
-                    self._tps[p]: OffsetAndMetadata(o, metadata, -1)
-                    for p, o in offsets.items()
-                    if p in self._tps
-                },
-            )
-        ]
-        if watermark_us is not None and watermark_us >= 0:
-            # Not every broker keeps commit metadata (the test broker drops it):
-            # keep the watermark as the offset of a companion group too. It is
-            # committed first, so it is never older than the offsets it guards.
-            commits.insert(
-                0,
-                (
-                    self._companion(),
-                    {
-                        self._tps[p]: OffsetAndMetadata(watermark_us, "", -1)
-                        for p in offsets
-                        if p in self._tps
-                    },
-                ),
-            )
-        for consumer, values in commits:
-            if asynchronous:
-                consumer.commit_async(values, callback=self._commit_done)
-            else:
-                consumer.commit(values)
+        values = {
+            self._tps[p]: OffsetAndMetadata(o, metadata, -1)
+            for p, o in offsets.items()
+            if p in self._tps
+        }
+        if asynchronous:
+            self._consumer.commit_async(values, callback=self._commit_done)
+        else:
+            self._consumer.commit(values)
 
     def _commit_done(self, offsets, response) -> None:
         if isinstance(response, Exception):
             self._commit_outage.failed(response)
         else:
             self._commit_outage.succeeded()
-
-    def _companion(self):
-        """A consumer of the group ``<group>.beamstream-watermark``, for commits only."""
-        if self._companion_consumer is None:
-            spec = self.spec
-            self._companion_consumer = open_consumer(
-                dataclasses.replace(spec, group=f"{spec.group}{WATERMARK_GROUP_SUFFIX}")
-            )
-        return self._companion_consumer
-
-    def _companion_watermark(self, tp) -> int | None:
-        if not self.spec.group:
-            return None
-        committed = self._companion().committed(tp)
-        return int(committed) if committed is not None else None
 
     def _maybe_auto_commit(self, interval_s: float = 5.0) -> None:
         if self.spec.commit != "auto" or not self.spec.group:
@@ -513,8 +461,6 @@ class KafkaBatchReader:
             self.commit(self.positions())
 
     def close(self) -> None:
-        if self._companion_consumer is not None:
-            self._companion_consumer.close(autocommit=False)
         if self.spec.commit == "auto" and self.spec.group:
             try:
                 self.commit(self.positions())

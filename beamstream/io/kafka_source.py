@@ -40,7 +40,6 @@ class KafkaCheckpointMark(CheckpointMark):
         partition: tuple[str, int],
         next_offset: int | None,
         end_offset: int | None = None,
-        started_ms: int | None = None,
     ):
         self.spec = spec
         self.partition = partition
@@ -48,7 +47,6 @@ class KafkaCheckpointMark(CheckpointMark):
         # Bounds of a bounded read, so a reader rebuilt from this mark stops
         # where the original read would have.
         self.end_offset = end_offset
-        self.started_ms = started_ms
 
     def finalize_checkpoint(self) -> None:
         spec = self.spec
@@ -129,9 +127,7 @@ class _KafkaPartitionReader(UnboundedReader):
         next_offset = mark.next_offset if mark is not None else None
         positions = {pair: next_offset} if next_offset is not None else None
         ends = {pair: mark.end_offset} if mark is not None and mark.end_offset is not None else None
-        self._reader = KafkaBatchReader(
-            source.spec, [pair], positions, ends, mark.started_ms if mark else None
-        )
+        self._reader = KafkaBatchReader(source.spec, [pair], positions, ends)
         self._buffer: deque[tuple[Any, int, int]] = deque()  # (element, ts, next offset)
         self._current: tuple[Any, int, int] | None = None
         self._next_offset = next_offset
@@ -175,7 +171,6 @@ class _KafkaPartitionReader(UnboundedReader):
             pair,
             self._next_offset,
             self._reader.end_offsets.get(pair),
-            self._reader.started_ms,
         )
 
     def close(self) -> None:

@@ -35,6 +35,9 @@ def start_proxied_broker(tmp_path: Path, topics: dict[str, int]) -> Iterator[Pro
             broker = start_broker(tmp_path, advertised_port=proxy_port, listen_port=port)
         except BrokerStartError as exc:
             service_unavailable(f"proxied broker did not start: {exc}")
+        if not broker.is_apache_kafka:
+            broker.close()
+            service_unavailable("a proxied broker needs Apache Kafka (make engines; Java 17)")
         try:
             for name, partitions in topics.items():
                 broker.create_topic(name, partitions)
