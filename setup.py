@@ -11,6 +11,7 @@ setup(
     description="Beam pipelines for streaming metrics and inference over Kafka and Pub/Sub",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
+    license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["beamstream", "beamstream.*"]),
     package_data={"beamstream": ["py.typed", "data/*.jsonl"]},
