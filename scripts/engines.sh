@@ -45,16 +45,19 @@ install_flink() {
     log "Flink job server: $(ls "$dest"/beam-runners-flink-*-job-server-*.jar | head -1)"; return
   fi
   command -v mvn >/dev/null || { log "Flink job server: no mvn on PATH, skipped"; return; }
-  local flink v
-  for v in "$beam_version" 2.76.0 2.75.0 2.74.0 2.73.0 2.72.0; do
-    for flink in 2.0 1.20 1.19; do
-      if mvn -q -B dependency:copy -Dtransitive=false -DoutputDirectory="$dest" \
-          -Dartifact="org.apache.beam:beam-runners-flink-$flink-job-server:$v" >/dev/null 2>&1; then
-        log "Flink job server: $dest/beam-runners-flink-$flink-job-server-$v.jar"; return
-      fi
-    done
+  # The matching release for every Flink version first, then the nearest
+  # older releases of the newest Flink line a public index lists.
+  local candidates=() flink v
+  for flink in 2.0 1.20 1.19; do candidates+=("$flink:$beam_version"); done
+  for v in 2.76.0 2.75.0 2.74.0 2.73.0 2.72.0; do candidates+=("2.0:$v"); done
+  for c in "${candidates[@]}"; do
+    flink=${c%%:*} v=${c#*:}
+    if mvn -q -B dependency:copy -Dtransitive=false -DoutputDirectory="$dest" \
+        -Dartifact="org.apache.beam:beam-runners-flink-$flink-job-server:$v" >/dev/null 2>&1; then
+      log "Flink job server: $dest/beam-runners-flink-$flink-job-server-$v.jar"; return
+    fi
   done
-  log "Flink job server: not served by the Maven registry reached here (beam-runners-flink-{2.0,1.20,1.19}-job-server at $beam_version..2.72.0); Flink tests skip"
+  log "Flink job server: not served by the Maven registry reached here (tried ${candidates[*]}); Flink tests skip"
 }
 
 components=("$@")
