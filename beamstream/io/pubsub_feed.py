@@ -212,15 +212,19 @@ class _PubSubFeedRun:
     def _drain(self, progress: FeedProgress, seq: int, flush: bool) -> Iterator[FeedStep]:
         """Stops reading; ``flush`` closes every window so all that was read gets written.
 
-        Waits until the pipeline took in everything and, with a sink probe,
-        until the sinks' watermark covers what is held or stops moving for
-        2 s (the probe reports heartbeat times, which may stop short of the
-        newest record). A flush then acks everything taken in; otherwise
+        The final watermark goes out only after the pipeline took in every
+        event sent: the runner may apply a watermark before earlier element
+        events, which would make their records late (and acked). Then, with a
+        sink probe, waits until the sinks' watermark covers what is held or
+        stops moving for 2 s. A flush then acks everything taken in; otherwise
         messages of windows still open stay unacked, to be redelivered.
         """
+        deadline = time.monotonic() + 60
+        while progress() < seq and time.monotonic() < deadline:
+            yield FeedStep([], None)  # in-flight events first: nothing may turn late
+            time.sleep(0.02)
         if flush:
             yield FeedStep([], MAX_WATERMARK)
-        deadline = time.monotonic() + 60
         last_sink, last_change = progress.sink_watermark(), time.monotonic()
         while time.monotonic() < deadline:
             self._ack_done(progress)

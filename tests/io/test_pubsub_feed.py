@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from beamstream.event_time import EventTimeError
@@ -45,3 +47,30 @@ def test_batch_keeps_keys_attributes_and_the_announced_watermark() -> None:
     assert [m.source for m in batch.messages()] == [SUB, SUB]
     no_attrs = to_batch(PubSubReadSpec(SUB, with_attributes=False), msgs, 0)
     assert no_attrs.headers == [(), ()]
+
+
+class _Slots(list):
+    """FeedProgress's shared slots: acked, sink watermark, stop, stopped, probe."""
+
+
+class _Subscriber:
+    def commit(self) -> None:
+        pass
+
+    def extend_deadline(self, messages, seconds) -> None:
+        pass
+
+
+def test_a_flush_announces_the_final_watermark_only_after_in_flight_events_are_taken_in():
+    from beamstream.io.live_feed import FeedProgress
+    from beamstream.io.pubsub_feed import _PubSubFeedRun
+    from beamstream.io.watermarks import MAX_WATERMARK
+
+    feed = _PubSubFeedRun.__new__(_PubSubFeedRun)  # no subscription: only the drain runs
+    feed._held, feed._subscriber, feed._last_extend = [], _Subscriber(), 0.0
+    slots = _Slots([1, 0, 2, 0, 0, 0, 0, 0])  # event 1 taken in, event 3 was sent last
+    steps = feed._drain(FeedProgress(slots), seq=3, flush=True)
+    early = [next(steps).watermark_us for _ in range(5)]
+    assert MAX_WATERMARK not in early  # events 2 and 3 are still in flight
+    slots[0] = 3
+    assert MAX_WATERMARK in [step.watermark_us for step in itertools.islice(steps, 5)]
