@@ -92,7 +92,7 @@ def run_pipeline(
         if exporter is not None:
             exporter.close()
         raise
-    _LOG.info("running on %s", runners.executed_by(result, options))
+    _say_runner(result, options)
     if exporter is not None:  # finishes on its own when the run ends, however it ends
         exporter.finish_when_done(result)
     if wait:
@@ -120,6 +120,16 @@ def run_pipeline(
         if exporter is not None:
             exporter.finish(result)  # final values pushed (and served) before returning
     return result
+
+
+def _say_runner(result: PipelineResult, options: PipelineOptions) -> None:
+    """Logs the runner this run is on; a warning when the DirectRunner chose Prism."""
+    executed = runners.executed_by(result, options)
+    if executed == "PrismRunner" and runners.runner_name(options) in runners.DIRECT_RUNNERS:
+        # Beam found a Prism binary (in ~/.apache_beam/cache/prism/bin, or downloaded).
+        _LOG.warning("the DirectRunner runs this pipeline on Prism")
+    else:
+        _LOG.info("running on %s", executed)
 
 
 def fix_bundle_based_direct_runner() -> None:
