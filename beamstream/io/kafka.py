@@ -117,6 +117,11 @@ class ReadFromKafka(beam.PTransform):
             # when it succeeded. Their finalizers run in this process, where
             # run_pipeline commits what they deferred.
             spec = dataclasses.replace(spec, commit_on_success=True)
+        if not streaming and not unbounded:
+            # Batch: windows fire once, when the read is done. The FnApiRunner
+            # does that anyway; Prism follows the source watermark as it goes,
+            # and records behind it would come as LATE panes.
+            spec = dataclasses.replace(spec, hold_watermark=True)
         if self._batched and not streaming:
             # A batch run fires windows once, at the end: no source watermark is
             # needed, and batch consumers read each record's time themselves.
