@@ -63,3 +63,14 @@ def prism_home(prism_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
             while chunk := src.read(1 << 20):
                 dst.write(chunk)
     return home
+
+
+@pytest.fixture(scope="session")
+def prism_args(prism_bin: Path) -> list[str]:
+    """Options that run a pipeline on this Prism."""
+    return ["--runner=PrismRunner", f"--prism_location={prism_bin}"]
+
+
+@pytest.fixture(scope="session")
+def models(digits_model_dir, anomaly_model_dir) -> dict[str, Path]:  # noqa: F811
+    return {"digits": digits_model_dir, "anomaly": anomaly_model_dir}
