@@ -1,6 +1,13 @@
-"""Streaming catch-up and live latency of ``beamstream frames`` on the DirectRunner.
+"""Streaming catch-up and live latency of ``beamstream frames``: local bridge and Prism.
 
     python -m bench.frames_streaming [--frames 1000000] [--live-rate 20000] [--live-seconds 30]
+        [--runner bridge|prism|both]
+
+``bridge`` is the streaming DirectRunner fed through the TestStream live feed;
+``prism`` is Beam's Prism runner (``--prism_location`` from BEAMSTREAM_PRISM_BIN
+or ``make engines``' cache) running the Kafka splittable DoFn itself; ``both``
+measures them one after the other on the same backlog, then the live phase on
+Prism.
 
 1. Pre-produces frames (about 1,000 per second of event time, mild disorder)
    into a 4-partition topic, and measures the raw kafka-python drain of it.
@@ -24,6 +31,7 @@ import sys
 import threading
 import time
 from collections import defaultdict
+from pathlib import Path
 
 from kafka import KafkaConsumer, TopicPartition
 
@@ -61,6 +69,22 @@ class ResultWatcher(threading.Thread):
                         self.arrival.setdefault(start, now)
 
 
+def prism_bin() -> str:
+    from apache_beam.version import __version__
+
+    default = Path.home() / ".cache/beamstream/engines/prism" / f"v{__version__}" / "prism"
+    path = os.environ.get("BEAMSTREAM_PRISM_BIN") or str(default)
+    if not os.access(path, os.X_OK):
+        raise SystemExit(f"no Prism binary at {path} (make engines, or BEAMSTREAM_PRISM_BIN)")
+    return path
+
+
+RUNNER_ARGS = {
+    "bridge": lambda: [],
+    "prism": lambda: ["--runner=PrismRunner", f"--prism_location={prism_bin()}"],
+}
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -71,67 +95,77 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=1_000_000)
     parser.add_argument("--live-rate", type=int, default=20_000)
     parser.add_argument("--live-seconds", type=int, default=30)
+    parser.add_argument("--runner", choices=("bridge", "prism", "both"), default="bridge")
     args = parser.parse_args()
+    runners = ["bridge", "prism"] if args.runner == "both" else [args.runner]
     with broker() as b:
         source = b.create_topic("frames-in", partitions=4)
-        sec_topic = b.create_topic("frames-sec", partitions=1)
-        min_topic = b.create_topic("frames-min", partitions=1)
         lines = list(frames(args.frames, per_second=1000, users=5000, disorder_s=1.0))
         produce(b.bootstrap, source, lines, 4)
         drain = raw_drain(b.bootstrap, source, len(lines))
         want_seconds, _, _ = reference(lines)
-        last_window = max(want_seconds)
+        print(f"raw kafka-python drain:            {drain:>10,.0f} frames/s")
+        for i, runner in enumerate(runners):
+            last = i == len(runners) - 1
+            catch_up(b, source, lines, want_seconds, drain, runner, args if last else None)
 
-        watcher = ResultWatcher(b.bootstrap, sec_topic)
-        watcher.start()
-        started = time.time()
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "beamstream.cli",
-                "frames",
-                "--streaming",
-                f"--source=kafka://{b.bootstrap}/{source}?start=earliest",
-                f"--per_second_sink=kafka://{b.bootstrap}/{sec_topic}",
-                f"--per_minute_sink=kafka://{b.bootstrap}/{min_topic}",
-                f"--max_out_of_orderness={BOUND_S}",
-                "--idle_timeout=1",
-            ],
-            env={**os.environ, "PYTHONWARNINGS": "ignore"},
+
+def catch_up(b, source, lines, want_seconds, drain, runner, live_args) -> None:
+    """Times one runner's catch-up on the backlog; then the live phase if asked."""
+    sec_topic = b.create_topic(f"frames-sec-{runner}", partitions=1)
+    min_topic = b.create_topic(f"frames-min-{runner}", partitions=1)
+    last_window = max(want_seconds)
+    watcher = ResultWatcher(b.bootstrap, sec_topic)
+    watcher.start()
+    started = time.time()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "beamstream.cli",
+            "frames",
+            "--streaming",
+            *RUNNER_ARGS[runner](),
+            f"--source=kafka://{b.bootstrap}/{source}?start=earliest",
+            f"--per_second_sink=kafka://{b.bootstrap}/{sec_topic}",
+            f"--per_minute_sink=kafka://{b.bootstrap}/{min_topic}",
+            f"--max_out_of_orderness={BOUND_S}",
+            "--idle_timeout=1",
+        ],
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    try:
+        while last_window not in watcher.final:
+            if process.poll() is not None:
+                raise SystemExit(f"pipeline exited with {process.returncode}")
+            if time.time() - started > 600:
+                raise SystemExit("no final result for the last window within 600 s")
+            time.sleep(0.05)
+        catch_up_s = watcher.arrival[last_window] - started
+        time.sleep(1.0)  # let stragglers of the backlog arrive
+        exact = sum(1 for s, n in want_seconds.items() if watcher.final.get(s) == n)
+        print(
+            f"[{runner}] backlog of {len(lines):,} frames caught up in {catch_up_s:.1f} s "
+            f"(process start to last window's result)"
         )
+        print(
+            f"[{runner}] streaming catch-up:   {len(lines) / catch_up_s:>10,.0f} frames/s"
+            f"  ratio to drain {len(lines) / catch_up_s / drain:.2f}  (target >= 40,000/s)"
+        )
+        print(f"[{runner}] windows exact: {exact} of {len(want_seconds)}")
+        wrong = [(s, n, watcher.final.get(s)) for s, n in sorted(want_seconds.items())
+                 if watcher.final.get(s) != n]
+        if wrong:
+            print(f"[{runner}] first differing windows (second, expected, got): {wrong[:8]}")
+        if live_args is not None and live_args.live_seconds > 0:
+            live(b.bootstrap, source, watcher, live_args.live_rate, live_args.live_seconds)
+    finally:
+        process.send_signal(signal.SIGINT)
         try:
-            while last_window not in watcher.final:
-                if process.poll() is not None:
-                    raise SystemExit(f"pipeline exited with {process.returncode}")
-                if time.time() - started > 600:
-                    raise SystemExit("no final result for the last window within 600 s")
-                time.sleep(0.05)
-            catch_up = watcher.arrival[last_window] - started
-            time.sleep(1.0)  # let stragglers of the backlog arrive
-            exact = sum(1 for s, n in want_seconds.items() if watcher.final.get(s) == n)
-            print(f"raw kafka-python drain:            {drain:>10,.0f} frames/s")
-            print(
-                f"backlog of {len(lines):,} frames caught up in {catch_up:.1f} s "
-                f"(process start to last window's result)"
-            )
-            print(
-                f"streaming DirectRunner catch-up:   {len(lines) / catch_up:>10,.0f} frames/s"
-                f"  ratio to drain {len(lines) / catch_up / drain:.2f}  (target >= 40,000/s)"
-            )
-            print(f"windows exact: {exact} of {len(want_seconds)}")
-            wrong = [(s, n, watcher.final.get(s)) for s, n in sorted(want_seconds.items())
-                     if watcher.final.get(s) != n]
-            if wrong:
-                print(f"first differing windows (second, expected, got): {wrong[:8]}")
-            live(b.bootstrap, source, watcher, args.live_rate, args.live_seconds)
-        finally:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-            watcher.stop.set()
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        watcher.stop.set()
 
 
 def live(bootstrap: str, topic: str, watcher: ResultWatcher, rate: int, seconds: int) -> None:

@@ -6,9 +6,9 @@ runner-specific implementations:
 * streaming on the DirectRunner (``--streaming``, or a read that never stops):
   the live feed (``live_feed.py``), because the streaming DirectRunner cannot
   run an unbounded splittable DoFn (apache/beam#26577);
-* everywhere else (batch on the DirectRunner, Flink, Dataflow, Prism,
-  portable runners): ``KafkaPartitionSource``, an ``UnboundedSource`` read as a
-  splittable DoFn with bundle finalization.
+* everywhere else (batch on the DirectRunner, Prism batch and streaming,
+  Flink, Dataflow, portable runners): ``KafkaPartitionSource``, an
+  ``UnboundedSource`` read as a splittable DoFn with bundle finalization.
 
 Both paths run the same ``KafkaBatchReader``. ``batched=True`` emits one
 ``MessageBatch`` per partition poll (for transforms that aggregate);
@@ -18,10 +18,13 @@ Delivery (``commit=``, needs ``group=``):
 
 * ``finalize`` (default, at-least-once): offsets are committed after the
   runner has durably finished the bundle that read them, through bundle
-  finalization (Flink, Dataflow, Prism). The DirectRunner keeps everything in
-  memory, so there a batch run commits when it has succeeded
-  (``commit_deferred()``, called by every beamstream pipeline's ``run``), and
-  the streaming live feed commits what the pipeline has taken in.
+  finalization (Flink, Dataflow; Prism streaming, see below). The DirectRunner
+  and Prism keep everything in memory, so there a batch run commits when it
+  has succeeded (``commit_deferred()``, called by every beamstream pipeline's
+  ``run``), and the streaming live feed commits what the sinks have written.
+  Streaming on Prism commits at bundle finalization, when Prism has finished
+  the read bundle but possibly before the windows its records belong to are
+  written: a crash of the Prism process can lose the open windows' records.
 * ``auto``: what was read is committed every few seconds (faster; a crash can
   lose what was read but not yet processed).
 * ``none``: never commits.
@@ -46,24 +49,10 @@ from beamstream.io.kafka_reader import KafkaReadSpec
 from beamstream.io.kafka_source import KafkaPartitionSource, commit_deferred
 from beamstream.io.live_feed import ReadLiveFeed
 from beamstream.io.uris import KafkaUri, parse_kafka_uri
+from beamstream.runners import finalizes_in_process, is_local_streaming
 
 _LOG = logging.getLogger(__name__)
 __all__ = ["ReadFromKafka", "WriteToKafka", "commit_deferred", "encode_value"]
-_DIRECT_RUNNERS = {"DirectRunner", "SwitchingDirectRunner", "BundleBasedDirectRunner"}
-
-
-def is_direct_runner(pipeline: beam.Pipeline) -> bool:
-    runner = type(pipeline.runner).__name__ if pipeline.runner is not None else ""
-    if not runner:
-        options = pipeline._options.view_as(StandardOptions)  # noqa: SLF001 - no getter
-        runner = str(options.runner or "DirectRunner").rsplit(".", 1)[-1]
-    return runner in _DIRECT_RUNNERS
-
-
-def is_local_streaming(pipeline: beam.Pipeline, unbounded: bool) -> bool:
-    """True when the pipeline will run on the streaming DirectRunner."""
-    options = pipeline._options.view_as(StandardOptions)  # noqa: SLF001 - no getter
-    return is_direct_runner(pipeline) and (bool(options.streaming) or unbounded)
 
 
 def read_spec(
@@ -121,11 +110,19 @@ class ReadFromKafka(beam.PTransform):
         if is_local_streaming(pbegin.pipeline, unbounded):
             self.live_feed = ReadLiveFeed(KafkaFeed(spec, self._batched))
             return pbegin | "LiveFeed" >> self.live_feed
-        if is_direct_runner(pbegin.pipeline):
-            # The DirectRunner keeps shuffled data in memory: a finished read
-            # bundle is not durable, so commit only when the run succeeded.
+        streaming = pbegin.pipeline._options.view_as(StandardOptions).streaming  # noqa: SLF001
+        if not streaming and not unbounded and finalizes_in_process(pbegin.pipeline):
+            # The DirectRunner and Prism keep shuffled data in memory: a
+            # finished read bundle is not durable, so a batch run commits only
+            # when it succeeded. Their finalizers run in this process, where
+            # run_pipeline commits what they deferred.
             spec = dataclasses.replace(spec, commit_on_success=True)
-        if self._batched and not pbegin.pipeline._options.view_as(StandardOptions).streaming:  # noqa: SLF001
+        if not streaming and not unbounded:
+            # Batch: windows fire once, when the read is done. The FnApiRunner
+            # does that anyway; Prism follows the source watermark as it goes,
+            # and records behind it would come as LATE panes.
+            spec = dataclasses.replace(spec, hold_watermark=True)
+        if self._batched and not streaming:
             # A batch run fires windows once, at the end: no source watermark is
             # needed, and batch consumers read each record's time themselves.
             spec = dataclasses.replace(spec, stamp_event_times=False)

@@ -79,6 +79,10 @@ class KafkaReadSpec:
     # and the consuming transform reads each record's time itself, so payloads
     # are not parsed twice (about a fifth of the read's cost, bench/frames.py).
     stamp_event_times: bool = True
+    # True holds the source watermark at its minimum until the read has
+    # ended: batch semantics (every window fires once, at the end) on runners
+    # that follow a bounded read's watermark as it goes (Prism).
+    hold_watermark: bool = False
 
     @property
     def servers_text(self) -> str:

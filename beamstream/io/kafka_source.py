@@ -18,7 +18,7 @@ from typing import Any
 
 from apache_beam.coders import coders
 from apache_beam.io.unbounded_source import CheckpointMark, UnboundedReader, UnboundedSource
-from apache_beam.utils.timestamp import Timestamp
+from apache_beam.utils.timestamp import MIN_TIMESTAMP, Timestamp
 
 from beamstream.io.kafka_feed import as_elements
 from beamstream.io.kafka_reader import (
@@ -159,6 +159,8 @@ class _KafkaPartitionReader(UnboundedReader):
         return Timestamp(micros=self._current[1])
 
     def get_watermark(self) -> Timestamp:
+        if self._source.spec.hold_watermark and (self._buffer or not self._reader.done):
+            return MIN_TIMESTAMP
         if self._buffer:  # still emitting what was read: hold at the next element
             return Timestamp(micros=min(self._reader.watermarks.current, self._buffer[0][1]))
         return Timestamp(micros=self._reader.watermark_us)

@@ -29,11 +29,11 @@ import apache_beam as beam
 from beamstream import counters
 from beamstream.io.clients.base import encode_payload
 from beamstream.io.event_time_policy import EventTimePolicy
-from beamstream.io.kafka import is_local_streaming
 from beamstream.io.live_feed import ReadLiveFeed
 from beamstream.io.message import Message, MessageBatch
 from beamstream.io.pubsub_feed import PubSubFeed, PubSubReadSpec
 from beamstream.io.uris import PubSubUri, UriError, parse_pubsub_uri
+from beamstream.runners import is_local_streaming
 
 
 def _as_uri(uri: PubSubUri | str) -> PubSubUri:

@@ -20,14 +20,12 @@ from apache_beam.options.pipeline_options import (
 )
 from apache_beam.runners.runner import PipelineResult
 
+from beamstream import runners
 from beamstream.ops.exporter import MetricsExporter
 from beamstream.pipelines import direct_counters, window_gc
 from beamstream.pipelines.options import OperationsOptions
 
 _LOG = logging.getLogger(__name__)
-
-
-_LOCAL_RUNNERS = {"DirectRunner", "SwitchingDirectRunner", "BundleBasedDirectRunner"}
 
 
 class OptionsError(ValueError):
@@ -58,7 +56,7 @@ def parse_options(argv: Sequence[str] | None, required: Sequence[str] = ()) -> P
     known, unknown = parser.parse_known_args(argv)
     flags = [u for u in unknown if u.startswith("-")]
     runner = str(getattr(known, "runner", None) or "DirectRunner").rsplit(".", 1)[-1]
-    if flags and runner not in _LOCAL_RUNNERS:
+    if flags and runner not in runners.LOCAL_RUNNERS:
         # Flink and Dataflow take options of their Java side that Python does
         # not declare (e.g. --checkpointing_interval): pass them on.
         names = " ".join(flag.split("=", 1)[0] for flag in flags)  # values may be secrets
@@ -84,10 +82,7 @@ def run_pipeline(
 
     pipeline = test_pipeline or beam.Pipeline(options=options)
     build(pipeline, options)
-    # Both only change the DirectRunner: a long local stream stays fast, and
-    # its counters count every bundle.
-    window_gc.install()
-    direct_counters.install()
+    fix_bundle_based_direct_runner()
     exporter = _metrics_exporter(options, build)
     discard_deferred()
     try:
@@ -97,6 +92,7 @@ def run_pipeline(
         if exporter is not None:
             exporter.close()
         raise
+    _say_runner(result, options)
     if exporter is not None:  # finishes on its own when the run ends, however it ends
         exporter.finish_when_done(result)
     if wait:
@@ -124,6 +120,40 @@ def run_pipeline(
         if exporter is not None:
             exporter.finish(result)  # final values pushed (and served) before returning
     return result
+
+
+def _say_runner(result: PipelineResult, options: PipelineOptions) -> None:
+    """Logs the runner this run is on; a warning when the DirectRunner chose Prism."""
+    executed = runners.executed_by(result, options)
+    if executed == "PrismRunner" and runners.runner_name(options) in runners.DIRECT_RUNNERS:
+        # Beam found a Prism binary (in ~/.apache_beam/cache/prism/bin, or downloaded).
+        _LOG.warning("the DirectRunner runs this pipeline on Prism")
+    else:
+        _LOG.info("running on %s", executed)
+
+
+def fix_bundle_based_direct_runner() -> None:
+    """Installs beamstream's two BundleBasedDirectRunner fixes when that runner runs.
+
+    A long local stream stays fast (``window_gc``) and its counters count every
+    bundle (``direct_counters``). The default DirectRunner picks Prism or the
+    FnApiRunner instead when it can, and only ``run_pipeline`` knows, so the
+    fixes go in at the start of the BundleBasedDirectRunner's own
+    ``run_pipeline``, and never change a run on another runner. Idempotent.
+    """
+    from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner
+
+    original = BundleBasedDirectRunner.run_pipeline
+    if getattr(original, "_beamstream_fixes", False):
+        return
+
+    def run_pipeline(self, pipeline, options):
+        window_gc.install()
+        direct_counters.install()
+        return original(self, pipeline, options)
+
+    run_pipeline._beamstream_fixes = True  # type: ignore[attr-defined]
+    BundleBasedDirectRunner.run_pipeline = run_pipeline  # type: ignore[method-assign]
 
 
 def _metrics_exporter(options: PipelineOptions, build: Callable) -> MetricsExporter | None:

@@ -31,6 +31,7 @@ class GracefulStop:
         self._flush = flush
         self._enabled = enabled
         self.signal_name: str | None = None
+        self._feeds = 0
         self._previous: dict[int, object] = {}
 
     def __enter__(self) -> GracefulStop:
@@ -51,13 +52,16 @@ class GracefulStop:
         if self.requested:
             raise KeyboardInterrupt  # second signal: stop now
         self.signal_name = signal.Signals(signum).name
-        feeds = live_feed.request_stop(flush=self._flush)
-        _LOG.warning(
-            "%s: stopping %d live source(s) (%s)",
-            self.signal_name,
-            feeds,
-            "flushing open windows" if self._flush else "finishing what was read",
-        )
+        feeds = self._feeds = live_feed.request_stop(flush=self._flush)
+        if feeds:
+            _LOG.warning(
+                "%s: stopping %d live source(s) (%s)",
+                self.signal_name,
+                feeds,
+                "flushing open windows" if self._flush else "finishing what was read",
+            )
+        else:  # Prism, Flink: the runner reads the sources itself
+            _LOG.warning("%s: cancelling the run", self.signal_name)
         threading.Thread(target=self._cancel_when_stopped, daemon=True).start()
 
     def _cancel_when_stopped(self) -> None:
@@ -77,6 +81,11 @@ class GracefulStop:
             _LOG.warning("cancel after stop: %s", exc)
 
     def summary(self) -> str:
+        if not self._feeds:
+            return (
+                f"stopped on {self.signal_name}: run cancelled, open windows left to the "
+                "next run, offsets of finalized read bundles committed"
+            )
         what = "open windows flushed" if self._flush else "open windows left to the next run"
         return (
             f"stopped on {self.signal_name}: reading stopped, {what}, "
