@@ -24,7 +24,9 @@ def _beam_version() -> str:
 
 def default_prism_path() -> Path:
     """Where ``make engines`` builds Prism for the installed Beam version."""
-    return Path.home() / ".cache/beamstream/engines/prism" / f"v{_beam_version()}" / "prism"
+    from tests.services.apache_kafka import engines_dir
+
+    return engines_dir() / "prism" / f"v{_beam_version()}" / "prism"
 
 
 @pytest.fixture(scope="session")

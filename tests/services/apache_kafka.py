@@ -28,9 +28,13 @@ HEAP = "-Xmx768m"
 log = logging.getLogger(__name__)
 
 
+def engines_dir() -> Path:
+    """Where ``scripts/engines.sh`` caches Kafka, Prism and Flink."""
+    return Path(os.environ.get(ENGINES_ENV) or Path.home() / ".cache/beamstream/engines")
+
+
 def libs_dir() -> Path:
-    root = os.environ.get(ENGINES_ENV) or str(Path.home() / ".cache/beamstream/engines")
-    return Path(root) / "kafka" / VERSION / "libs"
+    return engines_dir() / "kafka" / VERSION / "libs"
 
 
 def unavailable_reason() -> str | None:
