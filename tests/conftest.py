@@ -63,7 +63,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture(scope="session")
-def kafka_session_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
     """A single-node broker on free loopback ports, for the whole session.
 
     Apache Kafka (KRaft) when ``make engines`` installed it and Java is present,
@@ -84,18 +84,17 @@ def kafka_session_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[K
         broker.close()
 
 
-@pytest.fixture
-def kafka_broker(kafka_session_broker: KafkaBroker, request: pytest.FixtureRequest) -> KafkaBroker:
-    """The session's broker; tests not marked ``tansu_ok`` need Apache Kafka.
+@pytest.fixture(autouse=True)
+def _kafka_tests_need_apache_kafka(request: pytest.FixtureRequest) -> None:
+    """Kafka tests not marked ``tansu_ok`` need Apache Kafka.
 
     Tansu under-reports end offsets and drops commit metadata, which bounded
     reads and restarts rely on; on Tansu those tests skip (fail in CI).
     """
-    if not kafka_session_broker.is_apache_kafka and not request.node.get_closest_marker(
-        "tansu_ok"
-    ):
+    if "kafka_broker" not in request.fixturenames or request.node.get_closest_marker("tansu_ok"):
+        return
+    if not request.getfixturevalue("kafka_broker").is_apache_kafka:
         service_unavailable(TANSU_LIMITS)
-    return kafka_session_broker
 
 
 @pytest.fixture(scope="session")
