@@ -15,6 +15,7 @@ import pytest
 
 from beamstream.pipelines import direct_counters, window_gc
 from tests.services import databases
+from tests.services.kafka_broker import BrokerStartError, KafkaBroker, broker_choice, start_broker
 from tests.services.pubsub_emulator import (
     EMULATOR_HOST_ENV,
     EmulatorStartError,
@@ -22,8 +23,6 @@ from tests.services.pubsub_emulator import (
     start_pubsub_emulator,
 )
 from tests.services.require import service_unavailable
-from tests.services.kafka_broker import BrokerStartError, KafkaBroker, broker_choice, start_broker
-
 
 _BROKER_KIND: list[str] = []
 
@@ -70,7 +69,9 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBrok
         broker = start_broker(tmp_path_factory.mktemp("kafka"))
     except (BrokerStartError, OSError) as exc:
         service_unavailable(f"could not start the {broker_choice()} test broker: {exc}")
-    _BROKER_KIND.append(f"{broker.kind} at {broker.bootstrap}, up in {broker.startup_seconds:.1f} s")
+    _BROKER_KIND.append(
+        f"{broker.kind} at {broker.bootstrap}, up in {broker.startup_seconds:.1f} s"
+    )
     try:
         yield broker
     finally:

@@ -16,9 +16,9 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
 from tests.services.databases import mysql_connect_kwargs, postgres_connect_kwargs, sqlalchemy_url
+from tests.services.kafka_broker import KafkaBroker
 from tests.services.ports import unique_name
 from tests.services.pubsub_emulator import PubSubEmulator
-from tests.services.kafka_broker import KafkaBroker
 
 pytestmark = pytest.mark.integration
 
