@@ -64,12 +64,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     module_name, function, _ = COMMANDS[name]
     entry = getattr(importlib.import_module(module_name), function)
     from beamstream.errors import USER_ERRORS
+    from beamstream.pipelines.launch import RunFailed
 
     try:
         return int(entry(rest) or 0)
     except USER_ERRORS as exc:
         print(f"beamstream {name}: error: {exc}", file=sys.stderr)
         return 2
+    except RunFailed as exc:  # the runner has logged the traceback
+        print(f"beamstream {name}: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"beamstream {name}: interrupted", file=sys.stderr)
         return 130

@@ -307,6 +307,10 @@ class _FeedProcess:
             self._slots[_STOP] = mode
 
     @property
+    def stop_mode(self) -> int:
+        return self._slots[_STOP] if self._shared is not None else STOP_NONE
+
+    @property
     def stopped(self) -> bool:
         if self._shared is None or self.process.poll() is not None:
             return True
@@ -332,6 +336,11 @@ def request_stop(flush: bool = False) -> int:
     for feed in feeds:
         feed.request_stop(STOP_FLUSH if flush else STOP_FINISH)
     return len(feeds)
+
+
+def stop_requested() -> bool:
+    """Whether ``request_stop`` has asked the live feeds of this process to stop."""
+    return any(feed.stop_mode != STOP_NONE for feed in _FEEDS.values())
 
 
 def all_stopped() -> bool:

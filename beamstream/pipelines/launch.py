@@ -32,6 +32,10 @@ class OptionsError(ValueError):
     """Bad command-line options; the message is the one line to show."""
 
 
+class RunFailed(RuntimeError):
+    """The pipeline failed after a graceful stop was requested; the message is one line."""
+
+
 class _StrictParser(_BeamArgumentParser):
     """Raises instead of printing Beam's several-hundred-line usage and exiting."""
 
@@ -103,7 +107,14 @@ def run_pipeline(
         except BaseException as exc:
             discard_deferred()
             if stop.requested and not isinstance(exc, KeyboardInterrupt):
-                pass  # cancelled on purpose after the sources stopped
+                # A real failure (what the stop's own cancel causes never gets
+                # here): no success line, no claim that offsets were committed.
+                first_line = (str(exc).strip().splitlines() or [""])[0]
+                raise RunFailed(
+                    f"the run failed after {stop.signal_name} asked it to stop: "
+                    f"{type(exc).__name__}: {first_line} (results it had not written "
+                    "are not committed; a run from the committed offsets reads them again)"
+                ) from exc
             elif not isinstance(exc, KeyboardInterrupt):
                 raise
             else:
@@ -178,26 +189,31 @@ def _wait(result: PipelineResult, stop) -> None:
 
     A DirectRunner run that is cancelled never wakes up a thread blocked in
     ``wait_until_finish``; after a graceful stop has cancelled the run this
-    returns anyway.
+    returns anyway. A failure the runner reports is raised, unless it came
+    only after the stop had cancelled the run (work the stop abandoned on
+    purpose; it is logged).
     """
     import threading
 
-    failure: list[BaseException] = []
+    failure: list[tuple[BaseException, bool]] = []
 
     def wait() -> None:
         try:
             result.wait_until_finish()
         except BaseException as exc:  # handed to the main thread below
-            failure.append(exc)
+            failure.append((exc, stop.cancel_issued))
 
     waiter = threading.Thread(target=wait, name="wait-until-finish", daemon=True)
     waiter.start()
     while waiter.is_alive():
         waiter.join(0.2)
         if stop.requested and str(result.state) in ("CANCELLED", "DONE", "FAILED"):
-            return
-    if failure:
-        raise failure[0]
+            waiter.join(0.5)  # a failure may still be on its way to the waiter
+            break
+    for exc, after_cancel in failure:
+        if not (stop.requested and after_cancel):
+            raise exc
+        _LOG.warning("after the stop cancelled the run: %s: %s", type(exc).__name__, exc)
 
 
 def _graceful_stop(options: PipelineOptions, result: PipelineResult):

@@ -32,6 +32,7 @@ class GracefulStop:
         self._enabled = enabled
         self.signal_name: str | None = None
         self._feeds = 0
+        self.cancel_issued = False  # set before this stop cancels the run
         self._previous: dict[int, object] = {}
 
     def __enter__(self) -> GracefulStop:
@@ -75,6 +76,7 @@ class GracefulStop:
                 time.sleep(0.1)
             if str(self._result.state) != "RUNNING":
                 return
+        self.cancel_issued = True
         try:
             self._result.cancel()
         except Exception as exc:  # cancelling a finishing run may race with its end

@@ -64,6 +64,12 @@ class Frames:
         self.topics = topics
         self.group = group
 
+    def sink_args(self) -> list[str]:
+        return [
+            f"--per_second_sink=kafka://{self.bootstrap}/{self.topics['sec']}",
+            f"--per_minute_sink=kafka://{self.bootstrap}/{self.topics['min']}",
+        ]
+
     def start(self, stop_at_end: bool = False, *extra: str) -> subprocess.Popen:
         source = (
             f"kafka://{self.source_bootstrap}/{self.topics['in']}"
@@ -80,8 +86,7 @@ class Frames:
                 "frames",
                 "--streaming",
                 f"--source={source}",
-                f"--per_second_sink=kafka://{self.bootstrap}/{self.topics['sec']}",
-                f"--per_minute_sink=kafka://{self.bootstrap}/{self.topics['min']}",
+                *self.sink_args(),
                 "--allowed_lateness=2",
                 "--max_out_of_orderness=2",
                 "--idle_timeout=1000",  # historical data: never release to the wall clock

@@ -1,0 +1,62 @@
+"""A streaming pipeline whose step fails once a graceful stop was requested.
+
+Run as ``python -m tests.support.fail_after_stop --source=kafka://... --sink=PATH
+--streaming`` (through ``beamstream.cli``, as a user's command is run). The
+first record the step sees blocks it until SIGINT/SIGTERM asks the live feed
+to stop; then it raises. ``FAIL_AFTER_STOP_MARKER`` names a file created when
+the step is waiting, so a test knows when to send the signal.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+import apache_beam as beam
+
+from beamstream import cli
+from beamstream.io import live_feed
+from beamstream.io.sinks import WriteMessages
+from beamstream.io.sources import ReadMessages
+from beamstream.pipelines.launch import parse_options, run_pipeline
+from beamstream.pipelines.options import SinkOptions, SourceOptions
+
+
+class InjectedFailure(RuntimeError):
+    pass
+
+
+class _FailAfterStop(beam.DoFn):
+    def process(self, message):
+        marker = os.environ.get("FAIL_AFTER_STOP_MARKER")
+        if marker and not os.path.exists(marker):
+            open(marker, "w").close()
+        deadline = time.monotonic() + 120
+        while not live_feed.stop_requested() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        raise InjectedFailure("injected failure after the stop was requested")
+        yield message  # a generator, as a step's process usually is
+
+
+def build(pipeline: beam.Pipeline, options) -> None:
+    read = ReadMessages(options.view_as(SourceOptions).source)
+    written = (
+        pipeline
+        | "Read" >> read
+        | "FailAfterStop" >> beam.ParDo(_FailAfterStop())
+        | "Write" >> WriteMessages(options.view_as(SinkOptions).sink)
+    )
+    read.commit_after([written])
+
+
+def main(argv: Sequence[str]) -> int:
+    options = parse_options(list(argv))
+    run_pipeline(build, options)
+    return 0
+
+
+if __name__ == "__main__":
+    cli.COMMANDS["fail-after-stop"] = (__name__, "main", "test pipeline")
+    sys.exit(cli.main(["fail-after-stop", *sys.argv[1:]]))
