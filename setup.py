@@ -22,6 +22,7 @@ setup(
         "psutil>=5.9,<8",
         "scikit-learn>=1.3,<2",
         "numpy>=1.24,<3",
+        "prometheus-client>=0.20,<1",
     ],
     extras_require={
         "sql": ["sqlalchemy>=2.0,<3", "psycopg[binary]>=3.1,<4", "pymysql>=1.1,<2"],

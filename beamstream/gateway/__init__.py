@@ -3,5 +3,5 @@
 ``beamstream ingest --sink URI`` runs it; docs/gateway.md describes the
 contract. Modules: ``body`` (parse and validate request bodies), ``auth``
 (hashed bearer tokens), ``publishing`` (bounded, confirmed publishing off the
-event loop), ``metrics`` (Prometheus text), ``app`` (routes), ``server`` (CLI).
+event loop), ``metrics`` (prometheus_client metrics), ``app`` (routes), ``server`` (CLI).
 """

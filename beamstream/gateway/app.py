@@ -20,7 +20,7 @@ from aiohttp import web
 
 from beamstream.gateway.auth import TokenStore, bearer_token
 from beamstream.gateway.body import BodyError, Event, parse_json, parse_ndjson
-from beamstream.gateway.metrics import CONTENT_TYPE, GatewayMetrics
+from beamstream.gateway.metrics import GatewayMetrics
 from beamstream.gateway.publishing import PublishGate, Unavailable
 
 EVENTS_ROUTE = "/v1/events"
@@ -142,9 +142,8 @@ async def healthz(request: web.Request) -> web.Response:
 async def metrics_page(request: web.Request) -> web.Response:
     metrics = request.app[METRICS_KEY]
     metrics.request("/metrics", 200)
-    return web.Response(
-        body=metrics.render().encode("utf-8"), headers={"Content-Type": CONTENT_TYPE}
-    )
+    body, content_type = metrics.render(request.headers.get("Accept"))
+    return web.Response(body=body, headers={"Content-Type": content_type})
 
 
 def make_app(config: GatewayConfig, gate: PublishGate) -> web.Application:

@@ -3,9 +3,11 @@
 ``MetricsExporter`` follows one run: before the runner hands back a result it
 reports the standard counters at 0; while a streaming run goes on it queries
 the live result on every scrape or push; once the run ends it keeps the final
-values. ``--metrics_port`` serves them on ``/metrics``; ``--pushgateway``
-PUTs them to ``/metrics/job/<job>/app/<app>`` every ``--push_interval``
-seconds and once more at the end, so a batch run's totals always arrive.
+values. ``--metrics_port`` serves them with ``prometheus_client``'s
+``start_http_server`` (text or OpenMetrics by the ``Accept`` header, gzip
+when asked); ``--pushgateway`` PUTs them with ``push_to_gateway`` under the
+grouping key ``job/<job>/app/<app>`` every ``--push_interval`` seconds and
+once more at the end, so a batch run's totals always arrive.
 
 A batch run on the DirectRunner finishes inside ``Pipeline.run()``, before
 any live result exists, so a scrape mid-run sees zeros; ``--metrics_linger``
@@ -15,26 +17,26 @@ scraped once (or the linger time passes).
 
 from __future__ import annotations
 
-import base64
 import logging
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from typing import Any
 
 from apache_beam.runners.runner import PipelineState
+from prometheus_client import start_http_server
+from prometheus_client.exposition import push_to_gateway
+from prometheus_client.registry import Collector, CollectorRegistry
 
-from beamstream.ops.prometheus import CONTENT_TYPE, render
+from beamstream.ops.prometheus import families
 
 _LOG = logging.getLogger(__name__)
 PUSH_TIMEOUT_S = 10.0
+SCRAPE_GRACE_S = 0.5
 
 
-class MetricsExporter:
-    """The metrics of one run, rendered on demand; served and/or pushed."""
+class MetricsExporter(Collector):
+    """The metrics of one run as a ``prometheus_client`` collector; served and/or pushed."""
 
     def __init__(
         self,
@@ -45,21 +47,28 @@ class MetricsExporter:
         push_interval: float = 10.0,
         linger: float = 0.0,
         host: str = "",
+        namespace: str = "",
     ):
-        self.app, self.job = app, job
+        self.app, self.job, self.namespace = app, job, namespace
         self._port, self._host = port, host
         self._gateway = pushgateway.rstrip("/") if pushgateway else None
         self._interval = max(push_interval, 0.5)
         self._linger = linger
         self._lock = threading.Lock()
         self._result: Any = None
-        self._final: str | None = None
+        self._final: list | None = None
         self._scraped_final = threading.Event()
         self._stop = threading.Event()
         self._finish_lock = threading.Lock()
         self._finished = False
-        self._server: ThreadingHTTPServer | None = None
+        self._server: Any = None
         self._threads: list[threading.Thread] = []
+        # Pushes read this registry; scrapes read one that also notes a scrape
+        # of the final values (for --metrics_linger).
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self)
+        self._scrape_registry = CollectorRegistry(auto_describe=False)
+        self._scrape_registry.register(_Scrape(self))
 
     # ------------------------------------------------------------------ values
 
@@ -68,14 +77,26 @@ class MetricsExporter:
         with self._lock:
             self._result = result
 
-    def text(self) -> str:
-        """The current exposition: final values, live values, or zeros."""
+    def collect(self) -> Iterator:
+        """The current metric families: final values, live values, or zeros."""
+        yield from self._current()[0]
+
+    def _families(self) -> list:
+        return self._current()[0]
+
+    def _current(self) -> tuple[list, bool]:
+        """(families, whether they are the run's final values)."""
         with self._lock:
             final, result = self._final, self._result
         if final is not None:
-            return final
-        query = result.metrics().query() if result is not None else {}
-        return render(query, self.app, self.job)
+            return final, True
+        try:
+            query = result.metrics().query() if result is not None else {}
+        except Exception as exc:  # the scrape or push fails; the server thread lives on
+            _LOG.warning("metrics query failed: %s: %s", type(exc).__name__, exc)
+            raise
+        done = result is not None and not is_running(result)
+        return families(query, self.app, self.job, self.namespace), done
 
     def finish(self, result: Any | None = None) -> None:
         """Freezes the final values, pushes them once, lingers, and stops serving.
@@ -87,14 +108,16 @@ class MetricsExporter:
                 return
             if result is not None:
                 self.attach(result)
-            final = self.text()
+            final = self._families()
             with self._lock:
                 self._final = final
             self._stop.set()
             if self._gateway:
                 self.push()
-            if self._server is not None and self._linger > 0:
-                self._scraped_final.wait(self._linger)
+            lingering = self._server is not None and self._linger > 0
+            if lingering and self._scraped_final.wait(self._linger):
+                # Collected, not yet necessarily written: let the response go out.
+                time.sleep(SCRAPE_GRACE_S)
             self.close()
             self._finished = True
 
@@ -118,9 +141,10 @@ class MetricsExporter:
 
     def start(self) -> MetricsExporter:
         if self._port is not None:
-            self._server = ThreadingHTTPServer((self._host, self._port), _handler(self))
-            self._server.daemon_threads = True
-            self._spawn("beamstream-metrics-http", self._server.serve_forever)
+            self._server, thread = start_http_server(
+                self._port, addr=self._host or "0.0.0.0", registry=self._scrape_registry
+            )
+            self._threads.append(thread)
             _LOG.info("serving metrics on http://%s:%d/metrics", self._host or "0.0.0.0", self.port)
         if self._gateway:
             self._spawn("beamstream-metrics-push", self._push_loop)
@@ -131,10 +155,9 @@ class MetricsExporter:
         thread.start()
         self._threads.append(thread)
 
-    def _served(self, text: str) -> None:
-        with self._lock:
-            if self._final is not None and text is self._final:
-                self._scraped_final.set()
+    def _scraped(self) -> None:
+        """A scrape collected the final values (frozen, or read from a finished run)."""
+        self._scraped_final.set()
 
     def close(self) -> None:
         self._stop.set()
@@ -149,20 +172,22 @@ class MetricsExporter:
 
     # ------------------------------------------------------------------ push
 
-    def push_url(self) -> str:
-        return f"{self._gateway}/metrics/{_segment('job', self.job)}/{_segment('app', self.app)}"
-
     def push(self) -> bool:
-        """PUTs the current values to the Pushgateway; a failure is logged, not raised."""
-        body = self.text().encode("utf-8")
-        request = urllib.request.Request(
-            self.push_url(), data=body, method="PUT", headers={"Content-Type": CONTENT_TYPE}
-        )
+        """PUTs the current values to the Pushgateway, grouped by ``job`` and ``app``.
+
+        A failure is logged, not raised.
+        """
+        assert self._gateway is not None, "no --pushgateway"
         try:
-            with urllib.request.urlopen(request, timeout=PUSH_TIMEOUT_S) as response:
-                response.read()
+            push_to_gateway(
+                self._gateway,
+                job=self.job,
+                registry=self.registry,
+                grouping_key={"app": self.app},
+                timeout=PUSH_TIMEOUT_S,
+            )
             return True
-        except (urllib.error.URLError, OSError) as exc:
+        except Exception as exc:  # URLError, HTTPError, OSError, a failed query
             _LOG.warning("metrics push to %s failed: %s", self._gateway, exc)
             return False
 
@@ -174,38 +199,17 @@ class MetricsExporter:
                 self.push()
 
 
-def _segment(label: str, value: str) -> str:
-    """``label/value`` of a grouping key; values with '/' use the Pushgateway's base64 form."""
-    if "/" in value or not value:
-        encoded = base64.urlsafe_b64encode(value.encode("utf-8")).decode("ascii") or "="
-        return f"{label}@base64/{encoded}"
-    return f"{label}/{urllib.parse.quote(value, safe='')}"
+class _Scrape(Collector):
+    """What ``/metrics`` serves: the exporter's families, noting when the final ones went out."""
 
+    def __init__(self, exporter: MetricsExporter):
+        self._exporter = exporter
 
-def _handler(exporter: MetricsExporter) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-            if self.path.split("?", 1)[0] != "/metrics":
-                self.send_error(404, "metrics are on /metrics")
-                return
-            try:
-                text = exporter.text()
-            except Exception as exc:  # a failing query must not kill the server thread
-                _LOG.warning("metrics query failed: %s", exc)
-                self.send_error(500, f"metrics query failed: {type(exc).__name__}")
-                return
-            body = text.encode("utf-8")
-            self.send_response(200)
-            self.send_header("Content-Type", CONTENT_TYPE)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-            exporter._served(text)  # noqa: SLF001 - the handler is part of the exporter
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-            _LOG.debug("metrics http: " + format, *args)
-
-    return Handler
+    def collect(self) -> Iterator:
+        served, final = self._exporter._current()  # noqa: SLF001 - part of the exporter
+        yield from served
+        if final:
+            self._exporter._scraped()  # noqa: SLF001
 
 
 def is_running(result: Any) -> bool:

@@ -1,29 +1,47 @@
-"""Beam metrics as the Prometheus text exposition format.
+"""Beam metric results as Prometheus metric families (``prometheus_client``).
+
+The exported names and labels are the contract of the seed library these
+pipelines replace, which dashboards and alerts are written against:
+``messages_consumed``, ``messages_produced`` and ``message_errors`` (labelled
+``exception``), each with ``app`` and ``job`` labels, beside ``dead_letters``
+and ``late_records``. Counters get the Prometheus client's ``_total`` suffix
+(``messages_consumed_total``). ``namespace`` (``--metrics_namespace``) may add
+a prefix: ``NS_messages_consumed_total``.
 
 Beam counters have a namespace and a name but no labels, so beamstream
 encodes the one label it needs in the name (``message_errors:<Type>``, see
-``beamstream.counters``). Here that becomes the Prometheus form
-``beamstream_message_errors_total{error_type="<Type>"}``; every other counter
-of the ``beamstream`` namespace becomes ``beamstream_<name>_total``. Every
-sample carries ``app`` and ``job`` labels. Counters reported by several steps
-are summed: Prometheus wants one series per metric and label set.
+``beamstream.counters``); here that becomes
+``message_errors_total{exception="<Type>"}``. Every other counter of the
+``beamstream`` Beam namespace ``x`` becomes ``x_total``. Counters reported by
+several steps are summed: Prometheus wants one series per metric and label
+set. Format, escaping, HELP/TYPE lines and content negotiation are
+``prometheus_client``'s.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+)
 
 from beamstream import counters
 
-PREFIX = "beamstream"
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+ERROR_LABEL = "exception"
+BASE_LABELS = ("app", "job")
 
 # Always exported (as 0 until counted) so dashboards and alerts see the series.
+# ``message_errors`` has no series until an exception type is counted.
 STANDARD_COUNTERS = (
     counters.MESSAGES_CONSUMED,
     counters.MESSAGES_PRODUCED,
+    counters.MESSAGE_ERRORS,
     counters.DEAD_LETTERS,
 )
 _HELP = {
@@ -34,9 +52,10 @@ _HELP = {
     counters.LATE_RECORDS: "Records too late for their window (also dead letters).",
 }
 _INVALID = re.compile(r"[^a-zA-Z0-9_]")
+NAMESPACE_PATTERN = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
-# (metric name without prefix/suffix, frozen extra labels) -> value
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+# Prometheus name (without the counter suffix) -> {exception type or None: value}
+Counts = dict[str, dict[str | None, float]]
 
 
 def metric_name(name: str) -> str:
@@ -45,8 +64,9 @@ def metric_name(name: str) -> str:
     return clean if clean and not clean[0].isdigit() else f"_{clean}"
 
 
-def escape_label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+def full_name(name: str, namespace: str = "") -> str:
+    """``name`` with the optional ``namespace`` prefix: ``NS_name``, as prometheus_client joins."""
+    return f"{namespace}_{name}" if namespace else name
 
 
 def _value(result: Any) -> Any:
@@ -55,100 +75,71 @@ def _value(result: Any) -> Any:
     return committed if committed is not None else getattr(result, "attempted", None)
 
 
-def counter_samples(counter_results: Iterable[Any]) -> Samples:
-    """Sums ``beamstream``-namespace counter results per Prometheus series."""
-    samples: Samples = {name: 0.0 for name in ((n, ()) for n in STANDARD_COUNTERS)}
-    for result in counter_results:
+def _ours(results: Iterable[Any]) -> Iterator[tuple[str, Any]]:
+    """(Beam metric name, value) of the ``beamstream``-namespace results that have a value."""
+    for result in results:
         metric = result.key.metric
         if metric.namespace != counters.NAMESPACE:
             continue
         value = _value(result)
-        if value is None:
-            continue
-        name, sep, error_type = metric.name.partition(":")
-        labels: tuple[tuple[str, str], ...] = ()
+        if value is not None:
+            yield metric.name, value
+
+
+def counter_values(counter_results: Iterable[Any]) -> Counts:
+    """Sums counter results per Prometheus series; ``message_errors`` by exception type."""
+    counts: Counts = {name: {} for name in STANDARD_COUNTERS}
+    for name in STANDARD_COUNTERS:
+        if name != counters.MESSAGE_ERRORS:
+            counts[name][None] = 0.0
+    for beam_name, value in _ours(counter_results):
+        name, sep, exception = beam_name.partition(":")
+        label: str | None = None
         if sep and name == counters.MESSAGE_ERRORS:
-            labels = (("error_type", error_type),)
+            label = exception
         elif sep:
-            name = metric.name
-        key = (metric_name(name), labels)
-        samples[key] = samples.get(key, 0.0) + float(value)
-    return samples
+            name = beam_name
+        series = counts.setdefault(metric_name(name), {})
+        series[label] = series.get(label, 0.0) + float(value)
+    return counts
 
 
-def render(query: Mapping[str, Iterable[Any]], app: str, job: str) -> str:
-    """The text format for a ``MetricResults.query()`` result."""
-    base = (("app", app), ("job", job))
-    lines: list[str] = []
-    samples = counter_samples(query.get("counters", ()))
-    for name in sorted({n for n, _ in samples}):
-        full = f"{PREFIX}_{name}_total"
-        lines.append(f"# HELP {full} {_HELP.get(name, f'beamstream counter {name}.')}")
-        lines.append(f"# TYPE {full} counter")
-        for (n, extra), value in sorted(samples.items()):
-            if n == name:
-                lines.append(f"{full}{_labels(base + extra)} {_number(value)}")
-    lines += _gauges(query.get("gauges", ()), base)
-    lines += _distributions(query.get("distributions", ()), base)
-    return "\n".join(lines) + "\n"
+def families(
+    query: Mapping[str, Iterable[Any]], app: str, job: str, namespace: str = ""
+) -> list[Metric]:
+    """Metric families for a ``MetricResults.query()`` result (``{}`` gives the zeros)."""
+    base = [app, job]
+    out: list[Metric] = []
+    for name, series in sorted(counter_values(query.get("counters", ())).items()):
+        labels = [*BASE_LABELS, ERROR_LABEL] if name == counters.MESSAGE_ERRORS else BASE_LABELS
+        family = CounterMetricFamily(
+            full_name(name, namespace),
+            _HELP.get(name, f"beamstream counter {name}."),
+            labels=labels,
+        )
+        for exception, value in sorted(series.items(), key=lambda kv: kv[0] or ""):
+            family.add_metric(base if exception is None else [*base, exception], value)
+        out.append(family)
 
-
-def _gauges(results: Iterable[Any], base) -> list[str]:
     latest: dict[str, float] = {}
-    for result in results:
-        if result.key.metric.namespace != counters.NAMESPACE:
-            continue
-        value = _value(result)
-        if value is not None and getattr(value, "value", None) is not None:
-            latest[metric_name(result.key.metric.name)] = float(value.value)
-    lines = []
-    for name, value in sorted(latest.items()):
-        full = f"{PREFIX}_{name}"
-        lines += [f"# TYPE {full} gauge", f"{full}{_labels(base)} {_number(value)}"]
-    return lines
+    for beam_name, value in _ours(query.get("gauges", ())):
+        if getattr(value, "value", None) is not None:
+            latest[metric_name(beam_name)] = float(value.value)
+    for name, gauge in sorted(latest.items()):
+        gauge_family = GaugeMetricFamily(
+            full_name(name, namespace), f"beamstream gauge {name}.", labels=BASE_LABELS
+        )
+        gauge_family.add_metric(base, gauge)
+        out.append(gauge_family)
 
-
-def _distributions(results: Iterable[Any], base) -> list[str]:
-    totals: dict[str, list[float]] = {}
-    for result in results:
-        if result.key.metric.namespace != counters.NAMESPACE:
-            continue
-        value = _value(result)
-        if value is None:
-            continue
-        entry = totals.setdefault(metric_name(result.key.metric.name), [0.0, 0.0])
-        entry[0] += float(value.count)
-        entry[1] += float(value.sum)
-    lines = []
+    totals: dict[str, tuple[int, float]] = {}
+    for beam_name, value in _ours(query.get("distributions", ())):
+        count, total = totals.get(metric_name(beam_name), (0, 0.0))
+        totals[metric_name(beam_name)] = (count + int(value.count), total + float(value.sum))
     for name, (count, total) in sorted(totals.items()):
-        full = f"{PREFIX}_{name}"
-        lines += [
-            f"# TYPE {full} summary",
-            f"{full}_count{_labels(base)} {_number(count)}",
-            f"{full}_sum{_labels(base)} {_number(total)}",
-        ]
-    return lines
-
-
-def _labels(pairs: Iterable[tuple[str, str]]) -> str:
-    return "{" + ",".join(f'{k}="{escape_label(str(v))}"' for k, v in pairs) + "}"
-
-
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
-
-
-def parse_text(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Samples of a text exposition (as this module writes it): for tests and checks."""
-    found: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-    sample = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$")
-    pair = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        match = sample.match(line)
-        if not match:
-            raise ValueError(f"not a Prometheus sample line: {line!r}")
-        labels = tuple(sorted(pair.findall(match.group(2) or "")))
-        found[(match.group(1), labels)] = float(match.group(3))
-    return found
+        summary = SummaryMetricFamily(
+            full_name(name, namespace), f"beamstream distribution {name}.", labels=BASE_LABELS
+        )
+        summary.add_metric(base, count_value=count, sum_value=total)
+        out.append(summary)
+    return out

@@ -181,6 +181,7 @@ def _metrics_exporter(options: PipelineOptions, build: Callable) -> MetricsExpor
         pushgateway=ops.pushgateway,
         push_interval=ops.push_interval,
         linger=ops.metrics_linger,
+        namespace=ops.metrics_namespace or "",
     ).start()
 
 

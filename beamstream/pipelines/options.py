@@ -184,6 +184,18 @@ def _resolve_secret(key: str, value: str) -> Any:
     return value
 
 
+def metrics_namespace(text: str) -> str:
+    """argparse type: empty, or a Prometheus name prefix (letters, digits, '_')."""
+    from beamstream.ops.prometheus import NAMESPACE_PATTERN
+
+    if text and not NAMESPACE_PATTERN.match(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a metric name prefix (letters, digits and '_', "
+            "not starting with a digit)"
+        )
+    return text
+
+
 class OperationsOptions(PipelineOptions):
     """Exporting a run's metrics to Prometheus, by scrape or by push."""
 
@@ -213,6 +225,13 @@ class OperationsOptions(PipelineOptions):
             default=None,
             help="The 'app' label of exported metrics (default: the pipeline's name); "
             "the 'job' label is --job_name, or 'beamstream'.",
+        )
+        parser.add_argument(
+            "--metrics_namespace",
+            type=metrics_namespace,
+            default="",
+            help="Prefix for exported metric names: NS_messages_consumed_total "
+            "(default: none, messages_consumed_total).",
         )
         parser.add_argument(
             "--metrics_linger",

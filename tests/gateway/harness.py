@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import requests
 from aiohttp import web
 from kafka import KafkaConsumer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 from beamstream.gateway.server import build, build_parser
 
@@ -31,6 +32,15 @@ class Gateway:
 
     def get(self, path: str):
         return self.session.get(f"{self.url}{path}", timeout=30)
+
+
+def metric_samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """{(sample name, sorted labels): value} of a /metrics page, by prometheus_client's parser."""
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
 
 
 @contextlib.contextmanager

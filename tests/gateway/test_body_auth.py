@@ -14,6 +14,7 @@ from beamstream.gateway.auth import (
 from beamstream.gateway.body import BodyError, parse_json, parse_ndjson
 from beamstream.gateway.metrics import GatewayMetrics
 from beamstream.gateway.server import main
+from tests.gateway.harness import metric_samples
 
 
 def test_array_items_keep_their_exact_text_and_keys() -> None:
@@ -73,10 +74,24 @@ def test_metrics_text_format() -> None:
     m.request("/v1/events", 503, 7.0)
     m.produced(5)
     m.error("not_object", 2)
-    text = m.render()
-    assert 'ingest_request_duration_seconds_bucket{le="0.0025"} 0' in text
-    assert 'ingest_request_duration_seconds_bucket{le="0.005"} 1' in text
-    assert 'ingest_request_duration_seconds_bucket{le="10.0"} 2' in text
-    assert 'ingest_request_duration_seconds_bucket{le="+Inf"} 2' in text
-    assert 'message_errors_total{reason="not_object"} 2' in text
-    assert "messages_produced_total 5" in text
+    body, content_type = m.render()
+    assert content_type.startswith("text/plain; version=0.0.4")
+    samples = metric_samples(body.decode("utf-8"))
+    bucket = "ingest_request_duration_seconds_bucket"
+    assert samples[(bucket, (("le", "0.0025"),))] == 0
+    assert samples[(bucket, (("le", "0.005"),))] == 1
+    assert samples[(bucket, (("le", "10.0"),))] == 2
+    assert samples[(bucket, (("le", "+Inf"),))] == 2
+    assert samples[("ingest_request_duration_seconds_count", ())] == 2
+    assert samples[("ingest_requests_total", (("code", "503"), ("route", "/v1/events")))] == 1
+    assert samples[("message_errors_total", (("reason", "not_object"),))] == 2
+    assert samples[("messages_produced_total", ())] == 5
+    body, content_type = m.render("application/openmetrics-text; version=1.0.0")
+    assert content_type.startswith("application/openmetrics-text")
+    assert body.endswith(b"# EOF\n")
+
+
+def test_each_gateway_counts_for_itself() -> None:
+    first, second = GatewayMetrics(), GatewayMetrics()
+    first.produced(3)
+    assert metric_samples(second.render()[0].decode())[("messages_produced_total", ())] == 0

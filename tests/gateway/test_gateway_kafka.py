@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from beamstream.gateway.auth import hash_token, new_token
-from tests.gateway.harness import Gateway, read_topic, running_gateway
+from tests.gateway.harness import Gateway, metric_samples, read_topic, running_gateway
 
 pytestmark = pytest.mark.integration
 
@@ -56,10 +56,10 @@ def test_accepted_events_arrive_exactly_as_sent(kafka_broker, kafka_gateway) -> 
         (b'{"n":5}', None, {"request_id": rid3}),
     ]
 
-    metrics = gw.get("/metrics").text
-    assert "messages_produced_total 6" in metrics
-    assert 'ingest_requests_total{route="/v1/events",code="200"} 3' in metrics
-    assert 'ingest_request_duration_seconds_count 3' in metrics
+    metrics = metric_samples(gw.get("/metrics").text)
+    assert metrics[("messages_produced_total", ())] == 6
+    assert metrics[("ingest_requests_total", (("code", "200"), ("route", "/v1/events")))] == 3
+    assert metrics[("ingest_request_duration_seconds_count", ())] == 3
     health = gw.get("/healthz").json()
     assert health["status"] == "ok" and health["publisher"] == "ok"
 
@@ -85,7 +85,8 @@ def test_unauthorized_requests_publish_nothing(kafka_broker, kafka_gateway, capl
         assert r.status_code == 401, headers
         assert r.headers["WWW-Authenticate"].startswith("Bearer")
     assert _rejected_then_marker(kafka_broker, gw, topic) == [b'{"marker":true}']
-    assert 'message_errors_total{reason="unauthorized"} 4' in gw.get("/metrics").text
+    errors = metric_samples(gw.get("/metrics").text)
+    assert errors[("message_errors_total", (("reason", "unauthorized"),))] == 4
     assert TOKEN not in caplog.text and bad_token not in caplog.text
 
 

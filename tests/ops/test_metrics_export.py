@@ -1,8 +1,12 @@
-"""Prometheus export: rendering Beam counters, /metrics while a pipeline runs, Pushgateway PUTs."""
+"""Prometheus export: Beam counters as the contract's metrics, served and pushed during a run.
+
+Exposition text is read back with prometheus_client's own parser.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 import urllib.error
@@ -12,14 +16,40 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import apache_beam as beam
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from beamstream import counters
 from beamstream.ops.exporter import MetricsExporter
-from beamstream.ops.prometheus import parse_text, render
+from beamstream.ops.prometheus import families
 from beamstream.pipelines import frames
+from beamstream.pipelines.launch import OptionsError, parse_options
+from beamstream.pipelines.options import OperationsOptions
 from tests.services.ports import free_port
 
 BASE = (("app", "frames-test"), ("job", "ci-42"))
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def parse(text: str) -> Samples:
+    """{(sample name, sorted labels): value} of an exposition, by prometheus_client's parser."""
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def exposition(query, app: str, job: str, namespace: str = "") -> str:
+    class Once:
+        def collect(self):
+            return families(query, app, job, namespace)
+
+    return generate_latest(Once()).decode("utf-8")  # type: ignore[arg-type]
+
+
+def labelled(base, **extra) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted(base + tuple(extra.items())))
 
 
 class _Count(beam.DoFn):
@@ -30,30 +60,79 @@ class _Count(beam.DoFn):
         counters.counter(counters.MESSAGES_CONSUMED).inc()
         if element % 3 == 0:
             counters.error_counter(self._error_type).inc()
+        if element % 10 == 0:
+            counters.counter(counters.LATE_RECORDS).inc()
+        beam.metrics.Metrics.distribution(counters.NAMESPACE, "batch_size").update(element)
         beam.metrics.Metrics.counter("other", "ignored").inc()
         yield element
 
 
-def test_render_sums_steps_and_labels_error_types():
+@pytest.fixture(scope="module")
+def counted_query():
     pipeline = TestPipeline()
     numbers = pipeline | beam.Create(range(30))
     numbers | "A" >> beam.ParDo(_Count("ValueError"))
-    numbers | "B" >> beam.ParDo(_Count('Odd"Type\\'))
+    numbers | "B" >> beam.ParDo(_Count('Odd"Type\\\n'))
     result = pipeline.run()
     result.wait_until_finish()
+    return result.metrics().query()
 
-    samples = parse_text(render(result.metrics().query(), 'a"pp', "j\nob"))
-    labels = (("app", 'a\\"pp'), ("job", "j\\nob"))
-    assert samples[("beamstream_messages_consumed_total", labels)] == 60
-    assert samples[("beamstream_messages_produced_total", labels)] == 0
-    assert samples[("beamstream_dead_letters_total", labels)] == 0
+
+def test_contract_names_and_labels_summed_over_steps(counted_query):
+    text = exposition(counted_query, 'a"pp', "j\nob")
+    labels = (("app", 'a"pp'), ("job", "j\nob"))  # escaped and unescaped by the library
+    samples = parse(text)
+    assert samples[("messages_consumed_total", labels)] == 60
+    assert samples[("messages_produced_total", labels)] == 0
+    assert samples[("dead_letters_total", labels)] == 0
+    assert samples[("late_records_total", labels)] == 6
     errors = {
-        dict(key)["error_type"]: value
+        dict(key)["exception"]: value
         for (name, key), value in samples.items()
-        if name == "beamstream_message_errors_total"
+        if name == "message_errors_total"
     }
-    assert errors == {"ValueError": 10, 'Odd\\"Type\\\\': 10}
-    assert not any("ignored" in name for name, _ in samples)
+    assert errors == {"ValueError": 10, 'Odd"Type\\\n': 10}
+    assert samples[("batch_size_count", labels)] == 60
+    assert samples[("batch_size_sum", labels)] == 2 * sum(range(30))
+    assert all(dict(key).keys() >= {"app", "job"} for _, key in samples)
+    assert not any("error_type" in dict(key) for _, key in samples)
+    assert not any("ignored" in name or "beamstream" in name for name, _ in samples)
+    types = {f.name: f.type for f in text_string_to_metric_families(text)}
+    assert types["messages_consumed"] == types["message_errors"] == "counter"
+    assert "# HELP messages_consumed_total Messages read from the source." in text
+
+
+def test_namespace_prefixes_every_name(counted_query):
+    samples = parse(exposition(counted_query, "app", "job", namespace="shop"))
+    names = {name for name, _ in samples}
+    assert {
+        "shop_messages_consumed_total",
+        "shop_messages_produced_total",
+        "shop_message_errors_total",
+        "shop_dead_letters_total",
+        "shop_late_records_total",
+    } <= names
+    assert all(name.startswith("shop_") for name in names)
+    labels = (("app", "app"), ("job", "job"))
+    assert samples[("shop_message_errors_total", labelled(labels, exception="ValueError"))] == 10
+
+
+def test_before_any_result_the_standard_series_are_zero():
+    samples = parse(exposition({}, "app", "job"))
+    labels = (("app", "app"), ("job", "job"))
+    assert samples == {
+        ("messages_consumed_total", labels): 0,
+        ("messages_produced_total", labels): 0,
+        ("dead_letters_total", labels): 0,
+    }
+
+
+def test_metrics_namespace_option():
+    assert parse_options([]).view_as(OperationsOptions).metrics_namespace == ""
+    opts = parse_options(["--metrics_namespace=beamstream"]).view_as(OperationsOptions)
+    assert opts.metrics_namespace == "beamstream"
+    with pytest.raises(OptionsError, match="metric name prefix"):
+        parse_options(["--metrics_namespace=9-bad"])
 
 
 class _Gateway:
@@ -100,10 +179,13 @@ def _frames_file(tmp_path, valid: int, invalid: int):
     return path
 
 
-def _scrape(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-        return response.read().decode("utf-8")
+def _scrape(port: int, accept: str | None = None) -> tuple[str, str]:
+    """(Content-Type, body) of GET /metrics."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics")
+    if accept:
+        request.add_header("Accept", accept)
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return response.headers["Content-Type"], response.read().decode("utf-8")
 
 
 def test_frames_run_serves_and_pushes_its_metrics(tmp_path, gateway):
@@ -123,17 +205,19 @@ def test_frames_run_serves_and_pushes_its_metrics(tmp_path, gateway):
     outcome: dict = {}
     runner = threading.Thread(target=lambda: outcome.update(result=frames.run(argv)))
     runner.start()
-    consumed_key = ("beamstream_messages_consumed_total", BASE)
-    seen: list[dict] = []
+    consumed_key = ("messages_consumed_total", BASE)
+    seen: list[Samples] = []
     try:
         # Zeros until the batch run hands back its result, then the final values;
         # the run returns once those have been scraped (--metrics_linger).
         while runner.is_alive():
             try:
-                samples = parse_text(_scrape(port))
+                content_type, text = _scrape(port)
             except (urllib.error.URLError, ConnectionError):
                 time.sleep(0.05)  # not listening yet, or closed after the final scrape
                 continue
+            assert content_type.startswith("text/plain; version=0.0.4")
+            samples = parse(text)
             seen.append(samples)
             if samples.get(consumed_key) == 507:
                 break
@@ -142,36 +226,56 @@ def test_frames_run_serves_and_pushes_its_metrics(tmp_path, gateway):
     assert not runner.is_alive() and "result" in outcome
     final = seen[-1]
     assert final[consumed_key] == 507
-    assert final[("beamstream_dead_letters_total", BASE)] == 7
-    error_labels = tuple(sorted(BASE + (("error_type", "InvalidFrame"),)))
-    errors = ("beamstream_message_errors_total", error_labels)
+    assert final[("dead_letters_total", BASE)] == 7
+    errors = ("message_errors_total", labelled(BASE, exception="InvalidFrame"))
     assert final[errors] == 7
     assert all(s[consumed_key] in (0, 507) for s in seen)
 
     assert gateway.puts, "nothing was pushed"
     path, body = gateway.puts[-1]
     assert path == "/metrics/job/ci-42/app/frames-test"
-    pushed = parse_text(body)
+    pushed = parse(body)
     assert pushed[consumed_key] == 507
     assert pushed[errors] == 7
 
 
+def test_push_groups_by_job_and_app(gateway):
+    exporter = MetricsExporter("a/b", "j", pushgateway=gateway.url, namespace="ns")
+    assert exporter.push() is True
+    path, body = gateway.puts[-1]
+    assert path == "/metrics/job/j/app@base64/YS9i"  # the Pushgateway's form for '/'
+    labels = (("app", "a/b"), ("job", "j"))
+    assert parse(body)[("ns_messages_consumed_total", labels)] == 0
+
+
 def test_push_to_an_unreachable_gateway_is_reported_not_raised(caplog):
     closed = free_port()
-    exporter = MetricsExporter("a/b", "j", pushgateway=f"http://127.0.0.1:{closed}")
-    assert exporter.push_url() == f"http://127.0.0.1:{closed}/metrics/job/j/app@base64/YS9i"
-    assert exporter.push() is False
+    exporter = MetricsExporter("app", "j", pushgateway=f"http://127.0.0.1:{closed}")
+    with caplog.at_level(logging.WARNING):
+        assert exporter.push() is False
     assert "metrics push" in caplog.text
 
 
-def test_scrape_before_a_result_reports_zeros_and_unknown_paths_404():
+def test_scrape_negotiates_the_format_and_a_failing_query_is_an_error():
     exporter = MetricsExporter("app", "job", port=0, host="127.0.0.1").start()
     try:
-        samples = parse_text(_scrape(exporter.port))
+        content_type, text = _scrape(exporter.port)
+        assert content_type.startswith("text/plain; version=0.0.4")
         labels = (("app", "app"), ("job", "job"))
-        assert samples[("beamstream_messages_consumed_total", labels)] == 0
+        assert parse(text)[("messages_consumed_total", labels)] == 0
+        content_type, text = _scrape(exporter.port, "application/openmetrics-text")
+        assert content_type.startswith("application/openmetrics-text")
+        assert text.endswith("# EOF\n")
+
+        class Broken:
+            def metrics(self):
+                raise RuntimeError("runner gone")
+
+        exporter.attach(Broken())
         with pytest.raises(urllib.error.HTTPError) as err:
-            urllib.request.urlopen(f"http://127.0.0.1:{exporter.port}/other", timeout=5)
-        assert err.value.code == 404
+            _scrape(exporter.port)
+        assert err.value.code == 500
+        exporter.attach(None)
+        assert parse(_scrape(exporter.port)[1])[("messages_consumed_total", labels)] == 0
     finally:
         exporter.close()
