@@ -36,11 +36,13 @@ import dataclasses
 import json
 import logging
 import threading
+import uuid
 from collections.abc import Callable
 from typing import Any
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import StandardOptions
+from apache_beam.pipeline import PipelineVisitor
 
 from beamstream import counters
 from beamstream.io.event_time_policy import EventTimePolicy
@@ -52,7 +54,7 @@ from beamstream.io.uris import KafkaUri, parse_kafka_uri
 from beamstream.runners import finalizes_in_process, is_local_streaming
 
 _LOG = logging.getLogger(__name__)
-__all__ = ["ReadFromKafka", "WriteToKafka", "commit_deferred", "encode_value"]
+__all__ = ["ReadFromKafka", "WriteToKafka", "commit_deferred", "deferred_reads", "encode_value"]
 
 
 def read_spec(
@@ -103,6 +105,7 @@ class ReadFromKafka(beam.PTransform):
         )
         self._batched = batched
         self.live_feed: ReadLiveFeed | None = None
+        self.deferral_key: str | None = None  # set when offsets wait for the run's success
 
     def expand(self, pbegin):
         spec = self._spec
@@ -116,7 +119,10 @@ class ReadFromKafka(beam.PTransform):
             # finished read bundle is not durable, so a batch run commits only
             # when it succeeded. Their finalizers run in this process, where
             # run_pipeline commits what they deferred.
-            spec = dataclasses.replace(spec, commit_on_success=True)
+            self.deferral_key = uuid.uuid4().hex
+            spec = dataclasses.replace(
+                spec, commit_on_success=True, deferral_key=self.deferral_key
+            )
         if not streaming and not unbounded:
             # Batch: windows fire once, when the read is done. The FnApiRunner
             # does that anyway; Prism follows the source watermark as it goes,
@@ -127,6 +133,20 @@ class ReadFromKafka(beam.PTransform):
             # needed, and batch consumers read each record's time themselves.
             spec = dataclasses.replace(spec, stamp_event_times=False)
         return pbegin | "ReadPartitions" >> beam.io.Read(KafkaPartitionSource(spec, self._batched))
+
+
+def deferred_reads(pipeline: beam.Pipeline) -> list[str]:
+    """Deferral keys of this pipeline's Kafka reads that commit only on success."""
+    keys: list[str] = []
+
+    class _Find(PipelineVisitor):
+        def enter_composite_transform(self, node) -> None:
+            key = getattr(node.transform, "deferral_key", None)
+            if isinstance(node.transform, ReadFromKafka) and key:
+                keys.append(key)
+
+    pipeline.visit(_Find())
+    return keys
 
 
 def encode_value(value: Any) -> bytes:

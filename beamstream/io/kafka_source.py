@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
+from collections.abc import Iterable
 from typing import Any
 
 from apache_beam.coders import coders
@@ -80,8 +81,10 @@ _COMMITTERS_LOCK = threading.Lock()
 
 
 # Offsets finalized on a non-durable runner, committed by commit_deferred()
-# once the run succeeded: {spec key: (spec, {partition: next offset})}.
-_DEFERRED: dict[tuple[Any, ...], tuple[KafkaReadSpec, dict[tuple[str, int], int]]] = {}
+# once the run succeeded: {deferral key: (spec, {partition: next offset})}.
+# Finalizers run on the runner's threads, so the offsets meet run_pipeline
+# here; each read's own key keeps runs apart.
+_DEFERRED: dict[str, tuple[KafkaReadSpec, dict[tuple[str, int], int]]] = {}
 
 
 def _spec_key(spec: KafkaReadSpec) -> tuple[Any, ...]:
@@ -89,26 +92,30 @@ def _spec_key(spec: KafkaReadSpec) -> tuple[Any, ...]:
 
 
 def _defer_commit(spec: KafkaReadSpec, partition: tuple[str, int], offset: int) -> None:
+    key = spec.deferral_key or _UNKEYED
     with _COMMITTERS_LOCK:
-        offsets = _DEFERRED.setdefault(_spec_key(spec), (spec, {}))[1]
+        offsets = _DEFERRED.setdefault(key, (spec, {}))[1]
         offsets[partition] = max(offset, offsets.get(partition, 0))
 
 
-def commit_deferred() -> int:
-    """Commits offsets deferred until success; returns how many partitions."""
+_UNKEYED = "-"  # specs built by hand without a deferral key
+
+
+def commit_deferred(keys: Iterable[str]) -> int:
+    """Commits the offsets these reads deferred until success; returns how many partitions."""
     with _COMMITTERS_LOCK:
-        pending = list(_DEFERRED.values())
-        _DEFERRED.clear()
+        pending = [_DEFERRED.pop(key) for key in set(keys) if key in _DEFERRED]
     for spec, offsets in pending:
         for partition, offset in offsets.items():
             _committer(spec).commit(partition, offset)
     return sum(len(offsets) for _, offsets in pending)
 
 
-def discard_deferred() -> None:
-    """Forgets deferred offsets of a failed run, so a rerun reads them again."""
+def discard_deferred(keys: Iterable[str]) -> None:
+    """Forgets what these reads deferred (a failed run), so a rerun reads it again."""
     with _COMMITTERS_LOCK:
-        _DEFERRED.clear()
+        for key in keys:
+            _DEFERRED.pop(key, None)
 
 
 def _committer(spec: KafkaReadSpec) -> _Committer:

@@ -82,17 +82,19 @@ def run_pipeline(
     wait: bool = True,
 ) -> PipelineResult:
     """Builds on ``test_pipeline`` or a new Pipeline, runs, and waits unless told not to."""
+    from beamstream.io.kafka import deferred_reads
     from beamstream.io.kafka_source import commit_deferred, discard_deferred
 
     pipeline = test_pipeline or beam.Pipeline(options=options)
     build(pipeline, options)
+    deferred = deferred_reads(pipeline)  # this run's reads, not another run's in the process
     fix_bundle_based_direct_runner()
     exporter = _metrics_exporter(options, build)
-    discard_deferred()
+    discard_deferred(deferred)
     try:
         result = pipeline.run()
     except BaseException:
-        discard_deferred()
+        discard_deferred(deferred)
         if exporter is not None:
             exporter.close()
         raise
@@ -105,7 +107,7 @@ def run_pipeline(
             with stop:
                 _wait(result, stop)
         except BaseException as exc:
-            discard_deferred()
+            discard_deferred(deferred)
             if stop.requested and not isinstance(exc, KeyboardInterrupt):
                 # A real failure (what the stop's own cancel causes never gets
                 # here): no success line, no claim that offsets were committed.
@@ -127,7 +129,7 @@ def run_pipeline(
         if stop.requested:
             print(f"beamstream: {stop.summary()}", file=sys.stderr, flush=True)
         if str(result.state) == "DONE":
-            commit_deferred()
+            commit_deferred(deferred)
         if exporter is not None:
             exporter.finish(result)  # final values pushed (and served) before returning
     return result

@@ -252,3 +252,53 @@ def test_streaming_on_direct_runner_counts_live_records_per_window(kafka_broker)
         assert str(result.state) == "RUNNING"
     finally:
         result.cancel()
+
+
+_A_WAITING = threading.Event()  # run A has read (and deferred) everything
+_A_RELEASE = threading.Event()
+
+
+def _hold_until_released(element):
+    _A_WAITING.set()
+    assert _A_RELEASE.wait(120), "never released"
+    return element
+
+
+def test_two_runs_in_one_process_commit_only_their_own_offsets(kafka_broker):
+    """Deferred batch offsets belong to their run: another run's start or end leaves them."""
+    bootstrap = kafka_broker.bootstrap
+    topics = {name: kafka_broker.new_topic(f"two-runs-{name}", partitions=4) for name in "ab"}
+    for topic in topics.values():
+        _produce(bootstrap, topic, 400)
+    uris = {
+        name: f"kafka://{bootstrap}/{topic}?stop=end&group=g-{topic}&start=committed"
+        for name, topic in topics.items()
+    }
+    _A_WAITING.clear()
+    _A_RELEASE.clear()
+
+    def build_a(p, _options):
+        # The read finishes (its offsets deferred) before the step after the shuffle blocks.
+        _ = p | ReadFromKafka(uris["a"], batched=True) | beam.Reshuffle() | beam.Map(
+            _hold_until_released
+        )
+
+    errors: list[BaseException] = []
+
+    def run_a() -> None:
+        try:
+            run_pipeline(build_a, PipelineOptions())
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    thread = threading.Thread(target=run_a)
+    thread.start()
+    try:
+        assert _A_WAITING.wait(120), "run A never got past its read"
+        assert len(_read_positions(uris["b"])) == 400  # run B, start to end, meanwhile
+    finally:
+        _A_RELEASE.set()
+        thread.join(120)
+    assert not errors, errors
+    for topic in topics.values():
+        assert _committed(bootstrap, topic, f"g-{topic}") == {p: 100 for p in range(4)}, topic
