@@ -18,10 +18,10 @@ import pytest
 
 from bench.frames_data import START
 from tests.support.frames_job import (
-    Frames,
     check_against_reference,
     finish,
     frame_lines,
+    new_frames_job,
     produce,
 )
 
@@ -30,12 +30,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def frames_job(kafka_broker, request):
-    topics = {
-        "in": kafka_broker.new_topic("restart-in", partitions=2),
-        "sec": kafka_broker.new_topic("restart-sec", partitions=1),
-        "min": kafka_broker.new_topic("restart-min", partitions=1),
-    }
-    return Frames(kafka_broker.bootstrap, topics, group=f"g-{request.node.name[-20:]}")
+    return new_frames_job(kafka_broker, "restart", request.node.name)
 
 
 def test_sigterm_stops_cleanly_and_a_restart_completes_every_window(frames_job):

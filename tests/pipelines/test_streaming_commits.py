@@ -19,12 +19,12 @@ import pytest
 
 from bench.frames_data import START
 from tests.support.frames_job import (
-    Frames,
     check_against_reference,
     committed_offsets,
     end_offsets,
     finish,
     frame_lines,
+    new_frames_job,
     produce,
     read_all,
     wait_for_commits,
@@ -38,12 +38,7 @@ IDLE = "--idle_timeout=2"  # caught up and quiet 2 s: the watermark follows the 
 
 @pytest.fixture
 def frames_job(kafka_broker, request):
-    topics = {
-        "in": kafka_broker.new_topic("commits-in", partitions=2),
-        "sec": kafka_broker.new_topic("commits-sec", partitions=1),
-        "min": kafka_broker.new_topic("commits-min", partitions=1),
-    }
-    return Frames(kafka_broker.bootstrap, topics, group=f"g-{request.node.name[-24:]}")
+    return new_frames_job(kafka_broker, "commits", request.node.name)
 
 
 def test_commits_reach_the_end_once_every_window_is_written_and_a_restart_reads_nothing_twice(

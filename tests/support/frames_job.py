@@ -124,6 +124,16 @@ class Frames:
             consumer.close()
 
 
+def new_frames_job(broker, prefix: str, test_name: str) -> Frames:
+    """A job on fresh topics: frames in (2 partitions), per-second and per-minute out."""
+    topics = {
+        "in": broker.new_topic(f"{prefix}-in", partitions=2),
+        "sec": broker.new_topic(f"{prefix}-sec", partitions=1),
+        "min": broker.new_topic(f"{prefix}-min", partitions=1),
+    }
+    return Frames(broker.bootstrap, topics, group=f"g-{test_name[-24:]}")
+
+
 def log_of(process: subprocess.Popen) -> str:
     """What the pipeline printed (stdout and stderr) so far."""
     with open(process.log_path, encoding="utf-8", errors="replace") as handle:  # type: ignore[attr-defined]
