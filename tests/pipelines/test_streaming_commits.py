@@ -101,8 +101,8 @@ def test_after_sigkill_commits_cover_only_records_whose_windows_were_written(fra
 
 def test_year_old_frames_published_to_an_idle_pipeline_give_the_batch_results(frames_job):
     """A backfill into a running pipeline: nothing read yet, so nothing may turn late."""
-    process = frames_job.start(False, "--idle_timeout=1")
-    time.sleep(8)  # idle since start, far beyond the idle timeout
+    process = frames_job.start(False, "--idle_timeout=3")  # not shorter: a slow producer pauses
+    time.sleep(10)  # idle since start, far beyond the idle timeout
     lines = frame_lines(YEAR_AGO, 200, seed=13)
     produce(frames_job.bootstrap, frames_job.topics["in"], lines)
     ends = end_offsets(frames_job.bootstrap, frames_job.topics["in"])
