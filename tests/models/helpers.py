@@ -76,8 +76,7 @@ def write_jsonl(path: Path, records: list[Any]) -> Path:
 
 
 def read_jsonl(pattern_dir: Path, prefix: str) -> list[dict[str, Any]]:
-    rows = []
-    for shard in sorted(pattern_dir.glob(f"{prefix}-*-of-*.jsonl")):
-        with shard.open(encoding="utf-8") as handle:
-            rows.extend(json.loads(line) for line in handle if line.strip())
-    return rows
+    """What a file sink wrote, batch shards or per-pane files (a Kafka read is unbounded)."""
+    from beamstream.io.files import read_json_lines
+
+    return list(read_json_lines(str(pattern_dir / prefix)))
