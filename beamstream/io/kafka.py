@@ -51,7 +51,12 @@ from beamstream.io.kafka_reader import KafkaReadSpec
 from beamstream.io.kafka_source import KafkaPartitionSource, commit_deferred
 from beamstream.io.live_feed import ReadLiveFeed
 from beamstream.io.uris import KafkaUri, parse_kafka_uri
-from beamstream.runners import finalizes_in_process, is_local_streaming
+from beamstream.runners import (
+    PRISM_RUNNERS,
+    finalizes_in_process,
+    is_local_streaming,
+    pipeline_runner_name,
+)
 
 _LOG = logging.getLogger(__name__)
 __all__ = ["ReadFromKafka", "WriteToKafka", "commit_deferred", "deferred_reads", "encode_value"]
@@ -132,7 +137,11 @@ class ReadFromKafka(beam.PTransform):
             # A batch run fires windows once, at the end: no source watermark is
             # needed, and batch consumers read each record's time themselves.
             spec = dataclasses.replace(spec, stamp_event_times=False)
-        return pbegin | "ReadPartitions" >> beam.io.Read(KafkaPartitionSource(spec, self._batched))
+        # Prism takes the read stage's watermark from the bundle that finished
+        # last, not the minimum over partitions: one split for all of them there.
+        split = pipeline_runner_name(pbegin.pipeline) not in PRISM_RUNNERS
+        source = KafkaPartitionSource(spec, self._batched, split_partitions=split)
+        return pbegin | "ReadPartitions" >> beam.io.Read(source)
 
 
 def deferred_reads(pipeline: beam.Pipeline) -> list[str]:

@@ -3,10 +3,15 @@
 Beam 2.77's ``apache_beam.io.unbounded_source`` runs an ``UnboundedSource`` as
 a splittable DoFn with bundle finalization and a manual watermark estimator,
 Beam's own form of the Java KafkaIO reader model. One split per
-(topic, partition); each reader is a ``KafkaBatchReader`` over that partition.
-The checkpoint mark is the next offset to read; finalizing it commits that
-offset to the group after the runner has durably finished the bundle, which is
-what makes ``commit=finalize`` at-least-once.
+(topic, partition), each reader a ``KafkaBatchReader`` over that partition; on
+Prism one split over all partitions (see ``KafkaPartitionSource``). The
+checkpoint mark holds the next offsets to read and the reader's watermark;
+finalizing it commits the offsets to the group after the runner has durably
+finished the bundle, which is what makes ``commit=finalize`` at-least-once.
+
+The watermark a reader reports never passes an element it has read but not
+emitted yet (the oldest timestamp of everything still buffered), and a reader
+rebuilt from a mark goes on from the watermark reported before.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 from apache_beam.coders import coders
 from apache_beam.io.unbounded_source import CheckpointMark, UnboundedReader, UnboundedSource
@@ -28,38 +33,53 @@ from beamstream.io.kafka_reader import (
     list_partitions,
     open_consumer,
 )
+from beamstream.io.message import NO_WATERMARK, MessageBatch
+from beamstream.io.watermarks import MAX_WATERMARK
 
 _LOG = logging.getLogger(__name__)
 
 
 class KafkaCheckpointMark(CheckpointMark):
-    """Next offset of one partition; finalizing commits it to the group."""
+    """Next offsets of a reader's partitions and its watermark; finalizing commits them.
+
+    A runner may rebuild the reader from this mark for any bundle (a reader
+    cache miss), so the mark also carries what the reader needs to go on with
+    the same watermark: the watermark it reported and the highest event time
+    it emitted per partition (otherwise a rebuilt reader that finds no new
+    data could never release a drained partition).
+    """
 
     def __init__(
         self,
         spec: KafkaReadSpec,
-        partition: tuple[str, int],
-        next_offset: int | None,
-        end_offset: int | None = None,
+        next_offsets: dict[tuple[str, int], int | None],
+        end_offsets: dict[tuple[str, int], int] | None = None,
+        watermark_us: int = NO_WATERMARK,
+        max_event_us: dict[tuple[str, int], int] | None = None,
     ):
         self.spec = spec
-        self.partition = partition
-        self.next_offset = next_offset
+        # None: nothing emitted yet, start where the spec says.
+        self.next_offsets = dict(next_offsets)
         # Bounds of a bounded read, so a reader rebuilt from this mark stops
         # where the original read would have.
-        self.end_offset = end_offset
+        self.end_offsets = dict(end_offsets or {})
+        self.watermark_us = watermark_us
+        self.max_event_us = dict(max_event_us or {})
 
     def finalize_checkpoint(self) -> None:
         spec = self.spec
-        if self.next_offset is None or not spec.group or spec.commit != "finalize":
+        if not spec.group or spec.commit != "finalize":
             return
-        if spec.commit_on_success:
-            _defer_commit(spec, self.partition, self.next_offset)
-            return
-        _committer(spec).commit(self.partition, self.next_offset)
+        for partition, offset in self.next_offsets.items():
+            if offset is None:
+                continue
+            if spec.commit_on_success:
+                _defer_commit(spec, partition, offset)
+            else:
+                _committer(spec).commit(partition, offset)
 
     def __repr__(self) -> str:
-        return f"KafkaCheckpointMark({self.partition}, {self.next_offset})"
+        return f"KafkaCheckpointMark({self.next_offsets}, wm={self.watermark_us})"
 
 
 class _Committer:
@@ -126,60 +146,109 @@ def _committer(spec: KafkaReadSpec) -> _Committer:
         return _COMMITTERS[key]
 
 
+class _Pending(NamedTuple):
+    """An element read but not emitted yet."""
+
+    element: Any
+    timestamp_us: int
+    partition: tuple[str, int]
+    next_offset: int
+    max_event_us: int  # highest event time in it (NO_WATERMARK: none known)
+    # Lowest timestamp of this element and every one buffered after it: the
+    # watermark may not pass it while any of them is still to be emitted.
+    floor_us: int
+
+
 class _KafkaPartitionReader(UnboundedReader):
+    """Reads one split of the source: one partition, or all of them (Prism)."""
+
     def __init__(self, source: KafkaPartitionSource, mark: KafkaCheckpointMark | None):
-        assert source.partition is not None
+        assert source.partitions
         self._source = source
-        pair = source.partition
-        next_offset = mark.next_offset if mark is not None else None
-        positions = {pair: next_offset} if next_offset is not None else None
-        ends = {pair: mark.end_offset} if mark is not None and mark.end_offset is not None else None
-        self._reader = KafkaBatchReader(source.spec, [pair], positions, ends)
-        self._buffer: deque[tuple[Any, int, int]] = deque()  # (element, ts, next offset)
-        self._current: tuple[Any, int, int] | None = None
-        self._next_offset = next_offset
+        pairs = list(source.partitions)
+        self._next_offsets: dict[tuple[str, int], int | None] = dict.fromkeys(pairs)
+        self._max_event: dict[tuple[str, int], int] = {}
+        positions: dict[tuple[str, int], int] = {}
+        ends = None
+        if mark is not None:
+            self._next_offsets.update(
+                {p: o for p, o in mark.next_offsets.items() if p in self._next_offsets}
+            )
+            positions = {p: o for p, o in self._next_offsets.items() if o is not None}
+            ends = mark.end_offsets or None
+            self._max_event = dict(mark.max_event_us)
+        self._reader = KafkaBatchReader(source.spec, pairs, positions or None, ends)
+        if mark is not None:
+            # Go on with the watermark reported before, not from scratch.
+            self._reader.watermarks.restore(mark.watermark_us)
+            for pair, event_us in mark.max_event_us.items():
+                self._reader.watermarks.restore_partition(pair, event_us)
+        self._buffer: deque[_Pending] = deque()
+        self._current: _Pending | None = None
 
     def start(self) -> bool:
         return self.advance()
 
     def advance(self) -> bool:
         if not self._buffer and not self._reader.done:
-            for batch in self._reader.read():
-                elements = as_elements([batch], self._source.batched)
-                if self._source.batched:
-                    self._buffer.append((*elements[0], batch.offsets[-1] + 1))
-                else:
-                    for (msg, ts), offset in zip(elements, batch.offsets):
-                        self._buffer.append((msg, ts, offset + 1))
+            self._fill(self._reader.read())
         if not self._buffer:
             return False
-        self._current = self._buffer.popleft()
-        self._next_offset = self._current[2]
+        self._current = current = self._buffer.popleft()
+        self._next_offsets[current.partition] = current.next_offset
+        if current.max_event_us > self._max_event.get(current.partition, NO_WATERMARK):
+            self._max_event[current.partition] = current.max_event_us
         return True
+
+    def _fill(self, batches: list[MessageBatch]) -> None:
+        pending: list[tuple[Any, int, tuple[str, int], int, int]] = []
+        for batch in batches:
+            pair = (batch.source, batch.partition)
+            elements = as_elements([batch], self._source.batched)
+            if self._source.batched:
+                known = [t for t in (batch.event_times_us or ()) if t is not None]
+                top = max(known) if known else NO_WATERMARK
+                pending.append((*elements[0], pair, batch.offsets[-1] + 1, top))
+            else:
+                events = batch.event_times_us or [None] * len(batch.offsets)
+                for (msg, ts), offset, event in zip(elements, batch.offsets, events):
+                    top = event if event is not None else NO_WATERMARK
+                    pending.append((msg, ts, pair, offset + 1, top))
+        floors: list[int] = []
+        floor = MAX_WATERMARK
+        for item in reversed(pending):
+            floor = min(floor, item[1])
+            floors.append(floor)
+        for item, floor in zip(pending, reversed(floors)):
+            self._buffer.append(_Pending(*item, floor))
 
     def get_current(self):
         assert self._current is not None
-        return self._current[0]
+        return self._current.element
 
     def get_current_timestamp(self) -> Timestamp:
         assert self._current is not None
-        return Timestamp(micros=self._current[1])
+        return Timestamp(micros=self._current.timestamp_us)
+
+    def _watermark_us(self) -> int:
+        if self._source.spec.hold_watermark and (self._buffer or not self._reader.done):
+            return MIN_TIMESTAMP.micros
+        if self._buffer:  # still emitting what was read: hold at the oldest of it
+            return min(self._reader.watermarks.current, self._buffer[0].floor_us)
+        return self._reader.watermark_us
 
     def get_watermark(self) -> Timestamp:
-        if self._source.spec.hold_watermark and (self._buffer or not self._reader.done):
-            return MIN_TIMESTAMP
-        if self._buffer:  # still emitting what was read: hold at the next element
-            return Timestamp(micros=min(self._reader.watermarks.current, self._buffer[0][1]))
-        return Timestamp(micros=self._reader.watermark_us)
+        return Timestamp(micros=max(self._watermark_us(), MIN_TIMESTAMP.micros))
 
     def get_checkpoint_mark(self) -> KafkaCheckpointMark:
-        assert self._source.partition is not None
-        pair = self._source.partition
+        # Records read but not emitted are read again by a reader rebuilt from
+        # this mark: its watermark is what was reported, which holds for them.
         return KafkaCheckpointMark(
             self._source.spec,
-            pair,
-            self._next_offset,
-            self._reader.end_offsets.get(pair),
+            self._next_offsets,
+            {p: o for p, o in self._reader.end_offsets.items() if p in self._next_offsets},
+            self._watermark_us(),
+            self._max_event,
         )
 
     def close(self) -> None:
@@ -187,30 +256,43 @@ class _KafkaPartitionReader(UnboundedReader):
 
 
 class KafkaPartitionSource(UnboundedSource):
-    """All partitions of the spec's topics; ``split`` gives one source each."""
+    """All partitions of the spec's topics.
+
+    ``split`` gives one source per partition, or with ``split_partitions=False``
+    one source reading all of them, whose watermark is the minimum over them.
+    Prism needs the latter: it sets the read stage's output watermark from the
+    residuals of whichever bundle finished last (``estimatedOutput`` in its
+    element manager, Beam 2.77), not from the minimum over all restrictions as
+    Flink and Dataflow do, so one partition's watermark would make the
+    backlog of every other partition late.
+    """
 
     def __init__(
         self,
         spec: KafkaReadSpec,
         batched: bool,
-        partition: tuple[str, int] | None = None,
+        partitions: tuple[tuple[str, int], ...] | None = None,
+        split_partitions: bool = True,
     ):
         self.spec = spec
         self.batched = batched
-        self.partition = partition
+        self.partitions = partitions
+        self.split_partitions = split_partitions
 
     def split(self, desired_num_splits: int, options=None) -> list[KafkaPartitionSource]:
-        if self.partition is not None:
+        if self.partitions is not None:
             return [self]
         consumer = open_consumer(self.spec)
         try:
             partitions = list_partitions(consumer, self.spec)
         finally:
             consumer.close()
-        return [KafkaPartitionSource(self.spec, self.batched, p) for p in partitions]
+        if not self.split_partitions:
+            return [KafkaPartitionSource(self.spec, self.batched, tuple(partitions), False)]
+        return [KafkaPartitionSource(self.spec, self.batched, (p,)) for p in partitions]
 
     def create_reader(self, options, checkpoint_mark) -> _KafkaPartitionReader:
-        if self.partition is None:
+        if self.partitions is None:
             # Beam falls back to the unsplit source when split() raised; raise
             # the real reason (no broker, no topic) here instead of a vague one.
             self.split(1)

@@ -84,6 +84,16 @@ class PartitionWatermarks:
         """Starts from a watermark announced before (resuming a committed read)."""
         self._current = max(self._current, watermark_us)
 
+    def restore_partition(self, partition: Hashable, max_event_time_us: int) -> None:
+        """Starts a partition from the highest event time delivered before (a rebuilt reader).
+
+        Unlike ``observe`` it is no news of data: the partition still has to be
+        quiet for ``idle_timeout_s`` before it may be released.
+        """
+        self.add_partition(partition)
+        if max_event_time_us > self._max_event[partition]:
+            self._max_event[partition] = max_event_time_us
+
     @property
     def current(self) -> int:
         return self._current

@@ -302,3 +302,57 @@ def test_two_runs_in_one_process_commit_only_their_own_offsets(kafka_broker):
     assert not errors, errors
     for topic in topics.values():
         assert _committed(bootstrap, topic, f"g-{topic}") == {p: 100 for p in range(4)}, topic
+
+
+def test_one_split_reader_holds_the_watermark_for_every_partition_and_resumes_it(kafka_broker):
+    """The Prism shape (one split over all partitions): no element is emitted behind
+    a watermark reported before it, whichever partition it comes from, and a reader
+    rebuilt from a checkpoint mark goes on from the watermark reported before."""
+    from beamstream.io.kafka import read_spec
+    from beamstream.io.kafka_source import KafkaPartitionSource
+
+    topic = kafka_broker.new_topic("one-split", partitions=2)
+    producer = KafkaProducer(bootstrap_servers=kafka_broker.bootstrap)
+    base = 1_700_000_000
+    for i in range(400):  # partition 0 runs 100 s ahead of partition 1 in event time
+        producer.send(topic, json.dumps({"timestamp": base + 100 + i / 10}).encode(), partition=0)
+        producer.send(topic, json.dumps({"timestamp": base + i / 10}).encode(), partition=1)
+    producer.flush()
+    producer.close()
+    policy = EventTimePolicy(field="timestamp", max_out_of_orderness_s=2.0, idle_timeout_s=1000)
+    spec = read_spec(f"kafka://{kafka_broker.bootstrap}/{topic}", policy, max_batch=150)
+    [source] = KafkaPartitionSource(spec, batched=True, split_partitions=False).split(1)
+    assert source.partitions == ((topic, 0), (topic, 1))
+
+    def drain(reader, want):
+        emitted: list[tuple[int, int]] = []  # (element timestamp, watermark reported with it)
+        has = reader.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if has:  # what the SDF does with each claimed element
+                seen.append(reader.get_current().offsets)
+                emitted.append(
+                    (reader.get_current_timestamp().micros, reader.get_watermark().micros)
+                )
+            if sum(len(e) for e in seen) >= want:
+                break
+            has = reader.advance()
+        return emitted
+
+    seen: list[list[int]] = []
+    reader = source.create_reader(None, None)
+    first = drain(reader, 600)  # both partitions have delivered by then
+    mark = reader.get_checkpoint_mark()
+    reader.close()
+    assert mark.watermark_us > 0 and mark.next_offsets, mark
+    rebuilt = source.create_reader(None, mark)
+    assert rebuilt.get_watermark().micros == mark.watermark_us
+    second = drain(rebuilt, 800)
+    rebuilt.close()
+    assert sum(len(e) for e in seen) == 800, (mark, [(e[0], e[-1]) for e in seen])
+    emitted = first + second
+    for i, (_, watermark) in enumerate(emitted):
+        later = [ts for ts, _ in emitted[i + 1:]]
+        assert not later or watermark <= min(later), (i, watermark, min(later))
+    # partition 1 lags by 100 s: the watermark waits for it
+    assert max(w for _, w in emitted) < (base + 40) * 1_000_000

@@ -127,3 +127,20 @@ def test_an_empty_partition_beside_one_with_data_is_released_when_idle():
     marks.set_caught_up("b", True)  # "b" never has data
     clock.now = 6.0
     assert marks.advance(lambda p: True) == 8 * S
+
+
+def test_a_restored_partition_goes_on_from_its_event_time_but_must_stay_quiet_again():
+    """A reader rebuilt from a checkpoint mark: the partitions' event times come back,
+    so drained partitions can be released, but only after a full idle timeout."""
+    clock = Clock()
+    marks = make(clock)
+    marks.restore(8 * S)
+    marks.restore_partition("a", 10 * S)
+    marks.restore_partition("b", 20 * S)
+    assert marks.advance() == 8 * S  # min(10, 20) - 2: not above the restored watermark
+    marks.set_caught_up("a", True)
+    marks.set_caught_up("b", True)
+    clock.now = 4.9
+    assert marks.advance() == 8 * S
+    clock.now = 5.0
+    assert marks.advance() == 998 * S  # both idle: the wall clock (1000) minus the bound

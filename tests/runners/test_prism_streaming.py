@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from bench.frames_data import START
+from bench.frames_data import START, frames
 from tests.support.frames_job import (
     Frames,
     check_against_reference,
@@ -24,6 +24,7 @@ from tests.support.frames_job import (
     produce,
     read_all,
 )
+from tests.support.frames_reference import reference
 
 pytestmark = pytest.mark.integration
 
@@ -98,3 +99,70 @@ def test_streaming_frames_on_prism_commit_by_finalization_and_restart_reads_on(
     assert restarted, "the restart reported windows"
     assert min(r["window_start"] for r in restarted) >= START + 200 - 2, "re-read old frames"
     assert committed(frames_job) == {0: len(first + second) // 2, 1: len(first + second) // 2}
+
+
+def _produce_round_robin(bootstrap: str, topic: str, lines: list[str], partitions: int) -> None:
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=10, batch_size=256 * 1024, retries=20
+    )
+    for i, line in enumerate(lines):
+        producer.send(topic, line.encode(), partition=i % partitions)
+    producer.flush()
+    producer.close()
+
+
+def _last_pane(rows: list[dict], field: str) -> dict[int, tuple[int, str]]:
+    """(value, pane) of the last result per window: Prism repeats a window in extra
+    LATE panes when allowed lateness > 0 (apache/beam#33623), so every pane is kept
+    and the last one decides."""
+    return {row["window_start"]: (row[field], row["pane"]) for row in rows}
+
+
+def test_streaming_frames_on_prism_over_a_four_partition_backlog_is_exact(
+    kafka_broker, prism_bin: Path, request
+):
+    """Prism sets the read stage's watermark from the residuals of the bundle that
+    finished last, not the minimum over all partitions' restrictions (its
+    ``estimatedOutput``). With one restriction per partition, the first partition
+    to report its watermark made every other partition's backlog late: about half
+    the frames of each window went missing. The source must hold one watermark
+    for all partitions on Prism."""
+    job = Frames(
+        kafka_broker.bootstrap,
+        {
+            "in": kafka_broker.new_topic("prism4-in", partitions=4),
+            "sec": kafka_broker.new_topic("prism4-sec", partitions=1),
+            "min": kafka_broker.new_topic("prism4-min", partitions=1),
+        },
+        group=f"g-{request.node.name[-20:]}",
+    )
+    lines = list(frames(40_000, per_second=1000, users=5000, disorder_s=1.0))
+    _produce_round_robin(job.bootstrap, job.topics["in"], lines, 4)
+    want_seconds, want_minutes, _ = reference(lines)
+
+    process = job.start(
+        False, "--runner=PrismRunner", f"--prism_location={prism_bin}", "--idle_timeout=1"
+    )
+    try:
+        job.wait_for_second(max(want_seconds), process, timeout=90)
+        deadline = time.monotonic() + 20
+        while True:  # late panes and the minute windows may follow the last second
+            seconds = _last_pane(read_all(job.bootstrap, job.topics["sec"]), "frames")
+            minutes = _last_pane(read_all(job.bootstrap, job.topics["min"]), "unique_users")
+            got_seconds = {w: v for w, (v, _) in seconds.items()}
+            got_minutes = {w: v for w, (v, _) in minutes.items()}
+            if (got_seconds, got_minutes) == (want_seconds, want_minutes):
+                break
+            if time.monotonic() > deadline:
+                wrong = [(w, n, seconds.get(w)) for w, n in sorted(want_seconds.items())
+                         if got_seconds.get(w) != n]
+                exact = len(want_seconds) - len(wrong)
+                raise AssertionError(
+                    f"{exact} of {len(want_seconds)} seconds exact; first wrong "
+                    f"(second, expected, (got, pane)): {wrong[:5]}; minutes "
+                    f"{got_minutes} != {want_minutes}"
+                )
+            time.sleep(1.0)
+    finally:
+        process.send_signal(signal.SIGINT)
+        finish(process, 60)
