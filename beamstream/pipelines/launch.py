@@ -192,9 +192,10 @@ def _wait(result: PipelineResult, stop) -> None:
 
     A DirectRunner run that is cancelled never wakes up a thread blocked in
     ``wait_until_finish``; after a graceful stop has cancelled the run this
-    returns anyway. A failure the runner reports is raised, unless it came
-    only after the stop had cancelled the run (work the stop abandoned on
-    purpose; it is logged).
+    returns anyway. A failure the runner reports is raised, unless the stop's
+    own cancel caused it (the live feed's stream closing under the runner;
+    it is logged). A step's failure is raised even when its retries end only
+    after the cancel: the cancel injects nothing into steps.
     """
     import threading
 
@@ -214,9 +215,16 @@ def _wait(result: PipelineResult, stop) -> None:
             waiter.join(0.5)  # a failure may still be on its way to the waiter
             break
     for exc, after_cancel in failure:
-        if not (stop.requested and after_cancel):
+        if not (stop.requested and after_cancel and _caused_by_cancel(exc)):
             raise exc
         _LOG.warning("after the stop cancelled the run: %s: %s", type(exc).__name__, exc)
+
+
+def _caused_by_cancel(exc: BaseException) -> bool:
+    """The error a cancelled local streaming run reports: its event stream went away."""
+    import grpc
+
+    return isinstance(exc, grpc.RpcError) or "LiveFeed" in str(exc)
 
 
 def _graceful_stop(options: PipelineOptions, result: PipelineResult):
