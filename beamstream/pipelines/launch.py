@@ -221,10 +221,15 @@ def _wait(result: PipelineResult, stop) -> None:
 
 
 def _caused_by_cancel(exc: BaseException) -> bool:
-    """The error a cancelled local streaming run reports: its event stream went away."""
+    """What a cancelled run reports of its own cancel, not of a step.
+
+    The streaming DirectRunner: its live feed's event stream went away (a gRPC
+    error). Prism and other portable runners: "... failed in state CANCELLED".
+    """
     import grpc
 
-    return isinstance(exc, grpc.RpcError) or "LiveFeed" in str(exc)
+    text = str(exc)
+    return isinstance(exc, grpc.RpcError) or "LiveFeed" in text or "in state CANCELLED" in text
 
 
 def _graceful_stop(options: PipelineOptions, result: PipelineResult):
