@@ -56,16 +56,25 @@ def _collect_counts(sub: Subscriber, expected_total: int) -> Counter:
     return counts
 
 
+def _in_and_out(emulator, prefix: str) -> tuple[str, str, str, str]:
+    """Fresh input and output topics, each with a subscription: (topic, sub, topic, sub)."""
+    frames_topic = emulator.create_topic(unique_name(prefix))
+    out_topic = emulator.create_topic(unique_name(f"{prefix}-out"))
+    return (
+        frames_topic,
+        emulator.create_subscription(frames_topic, unique_name(f"{prefix}-sub")),
+        out_topic,
+        emulator.create_subscription(out_topic, unique_name(f"{prefix}-out-sub")),
+    )
+
+
 def _streaming() -> beam.Pipeline:
     return beam.Pipeline(options=PipelineOptions(flags=[], streaming=True))
 
 
 @pytest.mark.integration
 def test_streaming_count_from_timestamp_attribute(pubsub_emulator) -> None:
-    frames_topic = pubsub_emulator.create_topic(unique_name("frames"))
-    frames_sub = pubsub_emulator.create_subscription(frames_topic, unique_name("frames-sub"))
-    out_topic = pubsub_emulator.create_topic(unique_name("counts"))
-    out_sub = pubsub_emulator.create_subscription(out_topic, unique_name("counts-sub"))
+    frames_topic, frames_sub, out_topic, out_sub = _in_and_out(pubsub_emulator, "frames")
 
     pipeline = _streaming()
     source = ReadFromPubSubMessages(
@@ -94,10 +103,7 @@ def test_streaming_count_from_timestamp_attribute(pubsub_emulator) -> None:
 @pytest.mark.integration
 def test_replay_a_year_old_backlog_matches_plain_python(pubsub_emulator) -> None:
     """Old event times are not late: the watermark follows event time, not the wall clock."""
-    frames_topic = pubsub_emulator.create_topic(unique_name("replay"))
-    frames_sub = pubsub_emulator.create_subscription(frames_topic, unique_name("replay-sub"))
-    out_topic = pubsub_emulator.create_topic(unique_name("replay-counts"))
-    out_sub = pubsub_emulator.create_subscription(out_topic, unique_name("replay-counts-sub"))
+    frames_topic, frames_sub, out_topic, out_sub = _in_and_out(pubsub_emulator, "replay")
 
     rng = random.Random(4)
     base_ms = (int(time.time()) - 365 * 86_400) * 1000
@@ -141,10 +147,7 @@ def test_replay_a_year_old_backlog_matches_plain_python(pubsub_emulator) -> None
 @pytest.mark.integration
 def test_year_old_frames_published_to_an_idle_pipeline_are_on_time(pubsub_emulator) -> None:
     """A backfill into a running pipeline: a source that read nothing holds its watermark."""
-    frames_topic = pubsub_emulator.create_topic(unique_name("backfill"))
-    frames_sub = pubsub_emulator.create_subscription(frames_topic, unique_name("backfill-sub"))
-    out_topic = pubsub_emulator.create_topic(unique_name("backfill-counts"))
-    out_sub = pubsub_emulator.create_subscription(out_topic, unique_name("backfill-counts-sub"))
+    frames_topic, frames_sub, out_topic, out_sub = _in_and_out(pubsub_emulator, "backfill")
 
     pipeline = _streaming()
     source = ReadMessages(
@@ -246,10 +249,7 @@ def test_a_subscription_is_not_a_sink() -> None:
 def test_stop_request_flushes_open_windows_and_stops_the_feed(pubsub_emulator) -> None:
     from beamstream.io import live_feed
 
-    frames_topic = pubsub_emulator.create_topic(unique_name("stop"))
-    frames_sub = pubsub_emulator.create_subscription(frames_topic, unique_name("stop-sub"))
-    out_topic = pubsub_emulator.create_topic(unique_name("stop-counts"))
-    out_sub = pubsub_emulator.create_subscription(out_topic, unique_name("stop-counts-sub"))
+    frames_topic, frames_sub, out_topic, out_sub = _in_and_out(pubsub_emulator, "stop")
     start_s = 1_700_000_000
     with open_publisher(f"pubsub://{frames_topic}") as pub:
         for i in range(500):  # 5 s of event time: the watermark reaches start + 2.99 s

@@ -21,6 +21,7 @@ from tests.support.frames_job import (
     check_against_reference,
     finish,
     frame_lines,
+    new_frames_job,
     produce,
     read_all,
 )
@@ -31,12 +32,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def frames_job(kafka_broker, request):
-    topics = {
-        "in": kafka_broker.new_topic("prism-in", partitions=2),
-        "sec": kafka_broker.new_topic("prism-sec", partitions=1),
-        "min": kafka_broker.new_topic("prism-min", partitions=1),
-    }
-    return Frames(kafka_broker.bootstrap, topics, group=f"g-{request.node.name[-20:]}")
+    return new_frames_job(kafka_broker, "prism", request.node.name)
 
 
 def committed(job: Frames) -> dict[int, int | None]:

@@ -8,7 +8,6 @@ ports. No distribution tarball is needed (none is reachable from here).
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import subprocess
@@ -16,8 +15,8 @@ import time
 import uuid
 from pathlib import Path
 
-from .kafka_broker import BrokerStartError, KafkaBroker, connect_admin
-from .ports import free_port, wait_for_port
+from .kafka_broker import BrokerStartError, KafkaBroker, start_with_retries
+from .ports import free_port
 from .process import ServiceProcess
 
 VERSION = "4.4.0"
@@ -25,7 +24,6 @@ ENGINES_ENV = "BEAMSTREAM_ENGINES_DIR"
 STARTUP_TIMEOUT_S = 60.0
 HEAP = "-Xmx768m"
 
-log = logging.getLogger(__name__)
 
 
 def engines_dir() -> Path:
@@ -78,54 +76,33 @@ def _java(libs: Path, *args: str) -> list[str]:
 
 
 def start(
-    log_dir: Path,
-    advertised_port: int | None = None,
-    listen_port: int | None = None,
-    attempts: int = 3,
+    log_dir: Path, advertised_port: int | None = None, listen_port: int | None = None
 ) -> KafkaBroker:
-    """Format a KRaft log dir and start the broker; retry on new ports if a bind races."""
+    """Format a fresh KRaft log dir and start the broker on free loopback ports."""
     libs = libs_dir()
-    last: BrokerStartError | None = None
-    for attempt in range(attempts):
-        port = listen_port or free_port()
-        controller_port = free_port()
-        advertised = f"127.0.0.1:{advertised_port or port}"
+
+    def launch(attempt: int, port: int, advertised: str) -> ServiceProcess:
         home = log_dir / f"kafka-{attempt}"
         shutil.rmtree(home, ignore_errors=True)
         home.mkdir(parents=True)
         props = home / "server.properties"
-        props.write_text(_properties(home / "data", port, controller_port, advertised))
-        started = time.monotonic()
+        props.write_text(_properties(home / "data", port, free_port(), advertised))
         fmt = subprocess.run(
             _java(libs, "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(props)),
             capture_output=True, text=True, timeout=STARTUP_TIMEOUT_S, check=False,
         )
         if fmt.returncode != 0:
             raise BrokerStartError(f"kafka-storage format failed: {fmt.stdout}{fmt.stderr}")
-        proc = ServiceProcess(
+        return ServiceProcess(
             _java(libs, "-Dorg.slf4j.simpleLogger.defaultLogLevel=info", "kafka.Kafka", str(props)),
             home / "kafka.log",
         )
-        deadline = started + STARTUP_TIMEOUT_S
-        try:
-            if not wait_for_port("127.0.0.1", port, deadline, proc.running):
-                raise BrokerStartError(proc.describe_failure(f"Kafka did not listen on {port}"))
-            admin = connect_admin(advertised, proc, deadline)
-        except BrokerStartError as exc:
-            died = proc.exited()
-            proc.stop()
-            last = exc
-            log.warning("Kafka start attempt %d failed: %s", attempt + 1, exc)
-            if died and listen_port is None:
-                continue
-            break
-        broker = KafkaBroker(
-            f"Apache Kafka {VERSION}", advertised, proc, time.monotonic() - started, admin
-        )
-        _warm_up(broker)
-        return broker
-    assert last is not None
-    raise last
+
+    broker = start_with_retries(
+        f"Apache Kafka {VERSION}", launch, advertised_port, listen_port, STARTUP_TIMEOUT_S
+    )
+    _warm_up(broker)
+    return broker
 
 
 def _cluster_id() -> str:

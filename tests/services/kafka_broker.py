@@ -12,13 +12,14 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 
-from .ports import unique_name
+from .ports import free_port, unique_name, wait_for_port
 from .process import ServiceProcess
 
 BROKER_ENV = "BEAMSTREAM_TEST_BROKER"
@@ -111,6 +112,43 @@ def connect_admin(bootstrap: str, proc: ServiceProcess, deadline: float) -> Kafk
             f"broker not answering metadata at {bootstrap} (last error: {last_error!r})"
         )
     )
+
+
+# (attempt, listen port, advertised "host:port") -> the started broker process
+Launch = Callable[[int, int, str], ServiceProcess]
+
+
+def start_with_retries(
+    kind: str,
+    launch: Launch,
+    advertised_port: int | None,
+    listen_port: int | None,
+    timeout_s: float,
+    attempts: int = 3,
+) -> KafkaBroker:
+    """Launch until the broker listens and answers metadata; a lost port race gets new ports."""
+    last: BrokerStartError | None = None
+    for attempt in range(attempts):
+        port = listen_port or free_port()
+        advertised = f"127.0.0.1:{advertised_port or port}"
+        started = time.monotonic()
+        proc = launch(attempt, port, advertised)
+        deadline = started + timeout_s
+        try:
+            if not wait_for_port("127.0.0.1", port, deadline, proc.running):
+                raise BrokerStartError(proc.describe_failure(f"{kind} did not listen on {port}"))
+            admin = connect_admin(advertised, proc, deadline)
+        except BrokerStartError as exc:
+            died = proc.exited()  # an early exit is most likely a lost port race
+            proc.stop()
+            last = exc
+            log.warning("%s start attempt %d failed: %s", kind, attempt + 1, exc)
+            if died and listen_port is None:
+                continue
+            break
+        return KafkaBroker(kind, advertised, proc, time.monotonic() - started, admin)
+    assert last is not None
+    raise last
 
 
 def broker_choice() -> str:
