@@ -57,7 +57,7 @@ install_flink() {
       log "Flink job server: $dest/beam-runners-flink-$flink-job-server-$v.jar"; return
     fi
   done
-  log "Flink job server: not served by the Maven registry reached here (tried ${candidates[*]}); Flink tests skip"
+  log "Flink job server: not served by the Maven registry reached here (tried ${candidates[*]}); Flink is not run here"
 }
 
 components=("$@")
