@@ -125,9 +125,7 @@ class ReadFromKafka(beam.PTransform):
             # when it succeeded. Their finalizers run in this process, where
             # run_pipeline commits what they deferred.
             self.deferral_key = uuid.uuid4().hex
-            spec = dataclasses.replace(
-                spec, commit_on_success=True, deferral_key=self.deferral_key
-            )
+            spec = dataclasses.replace(spec, deferral_key=self.deferral_key)
         if not streaming and not unbounded:
             # Batch: windows fire once, when the read is done. The FnApiRunner
             # does that anyway; Prism follows the source watermark as it goes,

@@ -67,12 +67,10 @@ class KafkaReadSpec:
     consumer_config: dict[str, Any] = field(default_factory=dict)
     max_batch: int = 5000
     connect_timeout_s: float = 10.0
-    # Commit only once the whole run succeeded (runners that keep intermediate
-    # results in memory, where a bundle being finished is not durable).
-    commit_on_success: bool = False
-    # Which run's deferred offsets these are (unique per read), so two runs in
-    # one process (tests, notebooks, an embedding program) never commit or
-    # discard each other's.
+    # Set: commit only once the whole run succeeded (runners that keep
+    # intermediate results in memory, where a finished bundle is not durable),
+    # under this key, unique per read, so two runs in one process (tests,
+    # notebooks, an embedding program) never commit or discard each other's.
     deferral_key: str | None = None
     # Streaming commits wait until records' windows are final: the largest
     # window the pipeline uses and its allowed lateness (0, 0 = per record).

@@ -73,8 +73,8 @@ class KafkaCheckpointMark(CheckpointMark):
         for partition, offset in self.next_offsets.items():
             if offset is None:
                 continue
-            if spec.commit_on_success:
-                _defer_commit(spec, partition, offset)
+            if spec.deferral_key is not None:
+                _defer_commit(spec.deferral_key, spec, partition, offset)
             else:
                 _committer(spec).commit(partition, offset)
 
@@ -111,14 +111,12 @@ def _spec_key(spec: KafkaReadSpec) -> tuple[Any, ...]:
     return (spec.bootstrap_servers, spec.group, tuple(sorted(spec.consumer_config.items())))
 
 
-def _defer_commit(spec: KafkaReadSpec, partition: tuple[str, int], offset: int) -> None:
-    key = spec.deferral_key or _UNKEYED
+def _defer_commit(
+    key: str, spec: KafkaReadSpec, partition: tuple[str, int], offset: int
+) -> None:
     with _COMMITTERS_LOCK:
         offsets = _DEFERRED.setdefault(key, (spec, {}))[1]
         offsets[partition] = max(offset, offsets.get(partition, 0))
-
-
-_UNKEYED = "-"  # specs built by hand without a deferral key
 
 
 def commit_deferred(keys: Iterable[str]) -> int:
