@@ -9,7 +9,13 @@ from dataclasses import dataclass
 
 from beamstream.io.commit_ledger import CommitLedger, MarkerSchedule
 from beamstream.io.kafka_reader import KafkaBatchReader, KafkaReadSpec
-from beamstream.io.live_feed import STOP_FLUSH, FeedProgress, FeedStep, ProgressMarker
+from beamstream.io.live_feed import (
+    STOP_FLUSH,
+    FeedProgress,
+    FeedStep,
+    until_taken_in,
+    with_progress_marker,
+)
 from beamstream.io.message import NO_WATERMARK, MessageBatch
 from beamstream.io.watermarks import MAX_WATERMARK
 
@@ -92,9 +98,7 @@ class _KafkaFeedRun:
             ):
                 # At the watermark already announced: never late, and it comes
                 # back as sink watermark once all before it is written.
-                if not elements:
-                    seq += 1
-                elements = [*elements, (ProgressMarker(), announced)]
+                elements, seq = with_progress_marker(elements, seq, announced)
             new = target if target > announced else None
             if new is not None:
                 announced = new
@@ -115,14 +119,12 @@ class _KafkaFeedRun:
         whole after a restart.
         """
         deadline = time.monotonic() + 120
-        while progress() < seq and time.monotonic() < deadline:
-            yield FeedStep([], None)  # in-flight events first: nothing may turn late
-            time.sleep(0.02)
+        yield from until_taken_in(progress, seq, deadline)  # nothing may turn late
         target = self._newest_final if flush else None
         if flush:
             if target is not None and progress.sink_watermark() is not None:
-                seq += 1
-                yield FeedStep([(ProgressMarker(), target)], None)
+                elements, seq = with_progress_marker([], seq, target)
+                yield FeedStep(elements, None)
             yield FeedStep([], MAX_WATERMARK)
         last_change, last_sink = time.monotonic(), progress.sink_watermark()
         while time.monotonic() < deadline:

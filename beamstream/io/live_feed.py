@@ -370,6 +370,27 @@ class ProgressMarker:
         return 0
 
 
+def with_progress_marker(
+    elements: list[tuple[Any, int]], seq: int, at_us: int
+) -> tuple[list[tuple[Any, int]], int]:
+    """A step's elements plus a marker at ``at_us``, and the step's event number.
+
+    A step that had no elements becomes a new event, so the feed counts it.
+    """
+    return [*elements, (ProgressMarker(), at_us)], (seq if elements else seq + 1)
+
+
+def until_taken_in(progress: FeedProgress, seq: int, deadline: float) -> Iterator[FeedStep]:
+    """Empty steps until the pipeline has taken in event ``seq`` (or the deadline).
+
+    Sent before a final watermark: the runner may apply a watermark event
+    before earlier element events, which would make their records late.
+    """
+    while progress() < seq and time.monotonic() < deadline:
+        yield FeedStep([], None)
+        time.sleep(0.02)
+
+
 class _AckAndUnwrap(beam.DoFn):
     """Acknowledges each event to the feed and passes its value on.
 

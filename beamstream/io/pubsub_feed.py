@@ -21,7 +21,13 @@ from beamstream.io.clients.base import ReceivedMessage
 from beamstream.io.commit_ledger import CommitLedger, MarkerSchedule
 from beamstream.io.event_time_policy import EventTimePolicy
 from beamstream.io.kafka_feed import as_elements
-from beamstream.io.live_feed import STOP_FLUSH, FeedProgress, FeedStep, ProgressMarker
+from beamstream.io.live_feed import (
+    STOP_FLUSH,
+    FeedProgress,
+    FeedStep,
+    until_taken_in,
+    with_progress_marker,
+)
 from beamstream.io.message import NO_WATERMARK, MessageBatch
 from beamstream.io.watermarks import MAX_WATERMARK, PartitionWatermarks
 
@@ -167,9 +173,7 @@ class _PubSubFeedRun:
             if self._markers.due(announced, progress.sink_watermark(), pending):
                 # Heartbeats stop at record times; a marker at the announced
                 # watermark lets the sink watermark reach the held finalities.
-                if not elements:
-                    seq += 1
-                elements = [*elements, (ProgressMarker(), announced)]
+                elements, seq = with_progress_marker(elements, seq, announced)
             watermark = self._announceable(watermarks.advance(), progress())
             new = watermark if watermark > announced else None
             announced = max(announced, watermark)
@@ -220,9 +224,7 @@ class _PubSubFeedRun:
         messages of windows still open stay unacked, to be redelivered.
         """
         deadline = time.monotonic() + 60
-        while progress() < seq and time.monotonic() < deadline:
-            yield FeedStep([], None)  # in-flight events first: nothing may turn late
-            time.sleep(0.02)
+        yield from until_taken_in(progress, seq, deadline)  # nothing may turn late
         if flush:
             yield FeedStep([], MAX_WATERMARK)
         last_sink, last_change = progress.sink_watermark(), time.monotonic()
