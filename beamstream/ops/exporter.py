@@ -79,7 +79,7 @@ class MetricsExporter(Collector):
 
     def collect(self) -> Iterator:
         """The current metric families: final values, live values, or zeros."""
-        yield from self._current()[0]
+        yield from self._families()
 
     def _families(self) -> list:
         return self._current()[0]
