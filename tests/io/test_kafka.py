@@ -10,13 +10,14 @@ import time
 import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 
 from beamstream.io.event_time_policy import EventTimePolicy
 from beamstream.io.kafka import ReadFromKafka, WriteToKafka
 from beamstream.io.kafka_reader import KafkaReadError
 from beamstream.io.message import MessageBatch
 from beamstream.pipelines.launch import run_pipeline
+from tests.support.kafka_offsets import committed_offsets
 
 pytestmark = pytest.mark.integration
 
@@ -64,14 +65,6 @@ def _read_positions(uri, batched=True, **options) -> list[tuple[int, int]]:
     return _SEEN[key]
 
 
-def _committed(bootstrap, topic, group, partitions=4) -> dict[int, int | None]:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
-    try:
-        return {p: consumer.committed(TopicPartition(topic, p)) for p in range(partitions)}
-    finally:
-        consumer.close()
-
-
 def test_bounded_read_returns_each_record_exactly_once(kafka_broker):
     topic = kafka_broker.new_topic("exact", partitions=4)
     _produce(kafka_broker.bootstrap, topic, 100_000)
@@ -94,8 +87,7 @@ def test_finalize_commits_and_committed_start_reads_only_new_records(kafka_broke
     uri = f"kafka://{bootstrap}/{topic}?stop=end&group=g1&start=committed"
     first = _read_positions(uri)
     assert len(first) == 4_000
-    # end offsets found by fetching (the test broker under-reports them)
-    assert _committed(bootstrap, topic, "g1") == {p: 1_000 for p in range(4)}
+    assert committed_offsets(bootstrap, topic, "g1") == {p: 1_000 for p in range(4)}
     assert _read_positions(uri) == []
     _produce(bootstrap, topic, 1_000, start=4_000)
     third = _read_positions(uri)
@@ -136,11 +128,11 @@ def test_failed_run_commits_nothing_and_rerun_loses_nothing(kafka_broker, tmp_pa
 
     with pytest.raises(Exception, match="injected failure"):
         run_pipeline(build, PipelineOptions())
-    assert all(offset is None for offset in _committed(bootstrap, topic, "g2").values())
+    assert all(offset is None for offset in committed_offsets(bootstrap, topic, "g2").values())
     rerun = _read_positions(uri)
     # at-least-once: everything arrives on the rerun
     assert sorted(set(rerun)) == sorted((i % 4, i // 4) for i in range(20_000))
-    assert _committed(bootstrap, topic, "g2") == {p: 5_000 for p in range(4)}
+    assert committed_offsets(bootstrap, topic, "g2") == {p: 5_000 for p in range(4)}
 
 
 def test_write_then_read_preserves_keys_values_and_headers(kafka_broker):
@@ -301,7 +293,8 @@ def test_two_runs_in_one_process_commit_only_their_own_offsets(kafka_broker):
         thread.join(120)
     assert not errors, errors
     for topic in topics.values():
-        assert _committed(bootstrap, topic, f"g-{topic}") == {p: 100 for p in range(4)}, topic
+        want = {p: 100 for p in range(4)}
+        assert committed_offsets(bootstrap, topic, f"g-{topic}") == want, topic
 
 
 def test_one_split_reader_holds_the_watermark_for_every_partition_and_resumes_it(kafka_broker):

@@ -12,7 +12,6 @@ offsets or not (then the restart re-reads everything).
 
 from __future__ import annotations
 
-import signal
 import time
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import pytest
 
 from beamstream.io.files import final_records, read_json_lines
 from bench.frames_data import START
-from tests.support.frames_job import Frames, finish, frame_lines, log_of, produce
+from tests.support.frames_job import Frames, finish, frame_lines, log_of, produce, stop_cleanly
 from tests.support.frames_reference import reference
 
 pytestmark = pytest.mark.integration
@@ -66,9 +65,7 @@ def test_sigterm_and_restart_keep_every_file_and_the_last_record_per_window_is_r
     produce(job.bootstrap, topic, first)
     process = job.start()
     job.wait_for_second(START + 400, process)
-    process.send_signal(signal.SIGTERM)
-    code, log = finish(process, 120)
-    assert code == 0, log[-3000:]
+    log = stop_cleanly(process)
     assert "stopped on SIGTERM" in log
     written = _snapshot(job.out)
     assert any(name.startswith("sec-") for name in written), sorted(written)

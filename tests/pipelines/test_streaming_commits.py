@@ -20,15 +20,15 @@ import pytest
 from bench.frames_data import START
 from tests.support.frames_job import (
     check_against_reference,
-    committed_offsets,
-    end_offsets,
     finish,
     frame_lines,
     new_frames_job,
     produce,
     read_all,
+    stop_cleanly,
     wait_for_commits,
 )
+from tests.support.kafka_offsets import committed_offsets, end_offsets
 
 pytestmark = pytest.mark.integration
 
@@ -53,9 +53,7 @@ def test_commits_reach_the_end_once_every_window_is_written_and_a_restart_reads_
     process = frames_job.start(False, IDLE)
     seen = wait_for_commits(frames_job, ends, process)
     assert seen == ends, f"committed {seen}, end offsets {ends}"
-    process.send_signal(signal.SIGTERM)
-    code, log = finish(process, 120)
-    assert code == 0, log[-3000:]
+    stop_cleanly(process)
     in_topic = frames_job.topics["in"]
     assert committed_offsets(frames_job.bootstrap, in_topic, frames_job.group) == ends
     check_against_reference(frames_job, lines)
@@ -107,8 +105,6 @@ def test_year_old_frames_published_to_an_idle_pipeline_give_the_batch_results(fr
     produce(frames_job.bootstrap, frames_job.topics["in"], lines)
     ends = end_offsets(frames_job.bootstrap, frames_job.topics["in"])
     seen = wait_for_commits(frames_job, ends, process)
-    process.send_signal(signal.SIGTERM)
-    code, log = finish(process, 120)
-    assert code == 0, log[-3000:]
+    stop_cleanly(process)
     assert seen == ends, f"committed {seen}, end offsets {ends}"
     check_against_reference(frames_job, lines)

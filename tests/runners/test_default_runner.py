@@ -18,7 +18,14 @@ from pathlib import Path
 import pytest
 
 from tests.deploy.test_portable_runner import CASES, run_on
-from tests.runners.test_prism_kafka import FNAPI, answers, committed, kafka_input, outputs_of
+from tests.runners.test_prism_kafka import (
+    FNAPI,
+    answers,
+    bounded_uri,
+    committed,
+    kafka_input,
+    outputs_of,
+)
 
 pytestmark = pytest.mark.integration
 ON_PRISM = "the DirectRunner runs this pipeline on Prism"
@@ -50,7 +57,7 @@ def test_default_runner_on_prism_gives_the_same_results_and_commits(
     bs = kafka_broker.bootstrap
 
     def uri(group: str) -> str:
-        return f"kafka://{bs}/{topic}?group={group}&start=earliest&stop=end"
+        return bounded_uri(bs, topic, group)
 
     want = run_on(FNAPI, name, uri("fnapi"), extra, tmp_path / "fnapi")
     log = run_cli(name, uri("prism"), extra, tmp_path / "prism", prism_home)

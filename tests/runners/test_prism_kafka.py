@@ -13,12 +13,13 @@ import time
 from pathlib import Path
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 
 from beamstream.deploy.catalog import pipeline_modules
 from beamstream.pipelines.launch import parse_options, run_pipeline
 from tests.deploy.test_portable_runner import CASES, canonical, run_on, sqlite_rows
 from tests.support.jsonl import read_shards
+from tests.support.kafka_offsets import committed_offsets as committed
 
 pytestmark = pytest.mark.integration
 PARTITIONS = 2
@@ -41,13 +42,9 @@ def produce_file(bootstrap: str, topic: str, path: Path) -> dict[int, int]:
     return counts
 
 
-def committed(bootstrap: str, topic: str, group: str) -> dict[int, int | None]:
-    """The group's committed offsets, as an independent consumer sees them."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
-    try:
-        return {p: consumer.committed(TopicPartition(topic, p)) for p in range(PARTITIONS)}
-    finally:
-        consumer.close()
+def bounded_uri(bootstrap: str, topic: str, group: str) -> str:
+    """The topic from the beginning to its end, committing to ``group``."""
+    return f"kafka://{bootstrap}/{topic}?group={group}&start=earliest&stop=end"
 
 
 def kafka_input(kafka_broker, name: str, models, tmp_path: Path):
@@ -91,7 +88,7 @@ def test_bounded_kafka_on_prism_matches_direct_runner_and_commits(
     bs = kafka_broker.bootstrap
 
     def uri(group: str) -> str:
-        return f"kafka://{bs}/{topic}?group={group}&start=earliest&stop=end"
+        return bounded_uri(bs, topic, group)
 
     direct = run_on(FNAPI, name, uri("direct"), extra, tmp_path / "direct")
     prism = run_on(prism_args, name, uri("prism"), extra, tmp_path / "prism")

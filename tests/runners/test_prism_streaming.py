@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 
 from bench.frames_data import START, frames
 from tests.support.frames_job import (
@@ -26,6 +26,7 @@ from tests.support.frames_job import (
     read_all,
 )
 from tests.support.frames_reference import reference
+from tests.support.kafka_offsets import committed_offsets
 
 pytestmark = pytest.mark.integration
 
@@ -36,14 +37,7 @@ def frames_job(kafka_broker, request):
 
 
 def committed(job: Frames) -> dict[int, int | None]:
-    """The group's offsets, seen by a consumer of its own (kafka-python)."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=job.bootstrap, group_id=job.group, enable_auto_commit=False
-    )
-    try:
-        return {p: consumer.committed(TopicPartition(job.topics["in"], p)) for p in (0, 1)}
-    finally:
-        consumer.close()
+    return committed_offsets(job.bootstrap, job.topics["in"], job.group)
 
 
 def run_until_every_window(job: Frames, lines: list[str], prism: list[str]) -> str:

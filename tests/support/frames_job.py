@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -17,6 +18,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from bench.frames_data import frames
 from tests.support.frames_reference import reference
+from tests.support.kafka_offsets import committed_offsets
 
 
 def produce(bootstrap: str, topic: str, lines: list[str]) -> None:
@@ -146,6 +148,14 @@ def finish(process: subprocess.Popen, timeout: float) -> tuple[int, str]:
     return process.returncode, log_of(process)
 
 
+def stop_cleanly(process: subprocess.Popen, timeout: float = 120) -> str:
+    """SIGTERM, as a user's ``kill`` would; the run must exit 0. Returns what it printed."""
+    process.send_signal(signal.SIGTERM)
+    code, log = finish(process, timeout)
+    assert code == 0, log[-3000:]
+    return log
+
+
 def frame_lines(first_second: int, seconds: int, seed: int) -> list[str]:
     lines = list(frames(seconds * 100, per_second=100, users=300, disorder_s=1.0, seed=seed))
     shift = first_second
@@ -163,25 +173,6 @@ def check_against_reference(job: Frames, lines: list[str]) -> None:
     got_minutes = final_by_window(read_all(job.bootstrap, job.topics["min"]), "unique_users")
     assert got_seconds == want_seconds
     assert got_minutes == want_minutes
-
-
-def committed_offsets(bootstrap: str, topic: str, group: str) -> dict[int, int | None]:
-    """The group's committed next-offset per partition, as an independent consumer sees it."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
-    try:
-        partitions = sorted(consumer.partitions_for_topic(topic) or ())
-        return {p: consumer.committed(TopicPartition(topic, p)) for p in partitions}
-    finally:
-        consumer.close()
-
-
-def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        return {tp.partition: offset for tp, offset in consumer.end_offsets(tps).items()}
-    finally:
-        consumer.close()
 
 
 def wait_for_commits(

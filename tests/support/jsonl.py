@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import glob
-import json
-
 PANE_ORDER = {"EARLY": 0, "ON_TIME": 1, "LATE": 2}
 
 
 def read_shards(prefix: str) -> list[dict]:
-    rows: list[dict] = []
-    for path in sorted(glob.glob(f"{prefix}-*.jsonl")):
-        with open(path, encoding="utf-8") as handle:
-            rows.extend(json.loads(line) for line in handle if line.strip())
-    return rows
+    """Every record a file sink wrote under ``prefix``, in file-name order."""
+    from beamstream.io.files import read_json_lines
+
+    return list(read_json_lines(prefix))
 
 
 def final_by_window(rows: list[dict], field: str) -> dict:
