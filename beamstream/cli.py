@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     module_name, function, _ = COMMANDS[name]
     entry = getattr(importlib.import_module(module_name), function)
     from beamstream.errors import USER_ERRORS
-    from beamstream.pipelines.launch import RunFailed
+    from beamstream.launch.run import RunFailed
 
     try:
         return int(entry(rest) or 0)

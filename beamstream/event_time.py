@@ -12,12 +12,14 @@ import math
 from datetime import datetime, timezone
 from typing import Any
 
+from beamstream.errors import UserError
+
 TIME_FORMATS = ("auto", "epoch_s", "epoch_ms", "iso")
 DEFAULT_FIELDS = ("timestamp", "ts")
 _MS_THRESHOLD = 1e11
 
 
-class EventTimeError(ValueError):
+class EventTimeError(UserError, ValueError):
     """The payload has no usable event time."""
 
 

@@ -19,9 +19,9 @@ from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from beamstream.io.elements import MessageBatch
 from beamstream.io.kafka import ReadFromKafka
-from beamstream.io.message import MessageBatch
-from beamstream.pipelines.launch import run_pipeline
+from beamstream.launch.run import run_pipeline
 from bench.kafka_bench import broker, produce, raw_drain
 
 

@@ -13,7 +13,7 @@ import psycopg
 import pymysql
 import pytest
 
-from beamstream.pipelines import direct_counters, window_gc
+from beamstream.runners.direct import direct_counters, window_gc
 from tests.services import databases
 from tests.services.kafka_broker import BrokerStartError, KafkaBroker, broker_choice, start_broker
 from tests.services.pubsub_emulator import (

@@ -19,7 +19,7 @@ from types import ModuleType
 
 from beamstream.deploy.catalog import UnknownPipelineError, pipeline_module
 from beamstream.deploy.metadata import FLAG, LIST, LIST_SEPARATOR, template_parameters
-from beamstream.pipelines.launch import OptionsError
+from beamstream.launch.run import OptionsError
 
 PIPELINE_ENV = "BEAMSTREAM_PIPELINE"
 _TRUE = ("true", "1", "yes")

@@ -27,8 +27,7 @@ from apache_beam.transforms import window
 from apache_beam.utils.windowed_value import PANE_INFO_UNKNOWN, WindowedValue
 
 from beamstream import counters
-from beamstream.io.kafka import encode_value
-from beamstream.io.message import Message, MessageBatch
+from beamstream.io.elements import Message, MessageBatch, encode_payload
 
 _MIN_RANGE = 4 * 1024 * 1024
 
@@ -166,7 +165,7 @@ class _WritePaneFiles(beam.DoFn):
             entry = self._panes[(w, index)] = [pane, timestamp, []]
         elif timestamp < entry[1]:
             entry[1] = timestamp
-        entry[2].append(encode_value(element) + b"\n")
+        entry[2].append(encode_payload(element) + b"\n")
         # Counted here: metrics reported from finish_bundle can miss the last
         # bundle of a streaming DirectRunner run. A failed write fails the
         # bundle, whose counts are then not committed.
@@ -206,7 +205,7 @@ class _EncodeCounted(beam.DoFn):
 
     def process(self, element):
         self._produced.inc()
-        yield encode_value(element).decode("utf-8")
+        yield encode_payload(element).decode("utf-8")
 
 
 class WriteJsonLines(beam.PTransform):

@@ -16,8 +16,10 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from beamstream.errors import UserError
 
-class UriError(ValueError):
+
+class UriError(UserError, ValueError):
     """A source or sink URI that cannot be used; the message says why."""
 
 

@@ -16,9 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Hashable
 
-from beamstream.io.message import NO_WATERMARK
-
-MAX_WATERMARK = 9223372036854775000  # Beam MAX_TIMESTAMP.micros: the source is done
+from beamstream.io.elements import MAX_WATERMARK, NO_WATERMARK
 
 
 class PartitionWatermarks:

@@ -21,12 +21,14 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from beamstream.errors import UserError
+
 MODEL_FILE = "model.joblib"
 METADATA_FILE = "metadata.json"
 KINDS = ("classifier", "detector")
 
 
-class ModelArtifactError(ValueError):
+class ModelArtifactError(UserError, ValueError):
     """A model directory that is missing, incomplete, tampered or incompatible."""
 
 

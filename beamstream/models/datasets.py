@@ -60,7 +60,7 @@ def _kafka_values(uri: KafkaUri) -> Iterator[bytes]:
     from dataclasses import replace
 
     from beamstream.io.kafka import read_spec
-    from beamstream.io.kafka_reader import KafkaBatchReader
+    from beamstream.io.kafka.reader import KafkaBatchReader
 
     spec = read_spec(uri)
     if spec.stop == "never" and spec.max_records is None and spec.max_read_time is None:

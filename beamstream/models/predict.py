@@ -15,7 +15,7 @@ from apache_beam.ml.inference.base import RunInference
 
 from beamstream import counters
 from beamstream.dead_letter import DEAD_LETTER_TAG, dead_letter
-from beamstream.io.message import Message
+from beamstream.io.elements import Message
 from beamstream.models.artifacts import ModelMetadata
 from beamstream.models.handlers import keyed_handler
 from beamstream.models.requests import RequestError, RequestParser, ResponseFormatter

@@ -21,20 +21,20 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineResult
 
-from beamstream.models.options import (
-    ModelOptions,
-    model_updates_unsupported,
-    predict_transform,
-)
-from beamstream.pipelines.help import pipeline_main
-from beamstream.pipelines.infer import score_stream
-from beamstream.pipelines.launch import OptionsError, parse_options, run_pipeline
-from beamstream.pipelines.options import (
+from beamstream.launch.help import pipeline_main
+from beamstream.launch.options import (
     DeadLetterOptions,
     KafkaClientOptions,
     SinkOptions,
     SourceOptions,
 )
+from beamstream.launch.run import OptionsError, parse_options, run_pipeline
+from beamstream.models.options import (
+    ModelOptions,
+    model_updates_unsupported,
+    predict_transform,
+)
+from beamstream.pipelines.infer import score_stream
 
 REQUIRED = ("source", "sink", "model")
 

@@ -28,9 +28,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineResult
 
 from beamstream.io.sources import ReadMessages
-from beamstream.pipelines.help import pipeline_main
-from beamstream.pipelines.launch import parse_options, run_pipeline
-from beamstream.pipelines.options import (
+from beamstream.launch.help import pipeline_main
+from beamstream.launch.options import (
     DeadLetterOptions,
     EventTimeOptions,
     KafkaClientOptions,
@@ -40,7 +39,8 @@ from beamstream.pipelines.options import (
     kafka_config,
     sink_uri,
 )
-from beamstream.pipelines.outputs import write_outputs
+from beamstream.launch.outputs import write_outputs
+from beamstream.launch.run import parse_options, run_pipeline
 from beamstream.transforms.frame_metrics import FrameMetrics
 
 REQUIRED = ("source", "per_second_sink", "per_minute_sink")

@@ -28,21 +28,21 @@ from apache_beam.runners.runner import PipelineResult
 
 from beamstream.io.event_time_policy import EventTimePolicy
 from beamstream.io.sources import ReadMessages
-from beamstream.models.options import (
-    ModelOptions,
-    model_updates_unsupported,
-    predict_transform,
-)
-from beamstream.pipelines.help import pipeline_main
-from beamstream.pipelines.launch import OptionsError, parse_options, run_pipeline
-from beamstream.pipelines.options import (
+from beamstream.launch.help import pipeline_main
+from beamstream.launch.options import (
     DeadLetterOptions,
     KafkaClientOptions,
     SinkOptions,
     SourceOptions,
     kafka_config,
 )
-from beamstream.pipelines.outputs import write_outputs
+from beamstream.launch.outputs import write_outputs
+from beamstream.launch.run import OptionsError, parse_options, run_pipeline
+from beamstream.models.options import (
+    ModelOptions,
+    model_updates_unsupported,
+    predict_transform,
+)
 
 REQUIRED = ("source", "sink", "model")
 

@@ -44,9 +44,8 @@ from beamstream.event_time import format_time
 from beamstream.io.sinks import WriteMessages
 from beamstream.io.sources import ReadMessages
 from beamstream.io.uris import SqlUri, parse_sink
-from beamstream.pipelines.help import pipeline_main
-from beamstream.pipelines.launch import OptionsError, parse_options, run_pipeline
-from beamstream.pipelines.options import (
+from beamstream.launch.help import pipeline_main
+from beamstream.launch.options import (
     DeadLetterOptions,
     EventTimeOptions,
     KafkaClientOptions,
@@ -57,7 +56,8 @@ from beamstream.pipelines.options import (
     kafka_config,
     sink_uri,
 )
-from beamstream.pipelines.outputs import write_outputs
+from beamstream.launch.outputs import write_outputs
+from beamstream.launch.run import OptionsError, parse_options, run_pipeline
 from beamstream.transforms.last_n import KeepLastN
 from beamstream.transforms.metric_stats import PERCENTILES, WindowedMetricStats
 from beamstream.transforms.prometheus_records import (

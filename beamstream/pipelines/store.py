@@ -34,13 +34,12 @@ from beamstream.collect.metrics import METRIC_TYPES
 from beamstream.counters import MESSAGES_CONSUMED, counter, error_counter
 from beamstream.dead_letter import DEAD_LETTER_TAG, dead_letter
 from beamstream.event_time import EventTimeError, parse_time
-from beamstream.io.message import Message
+from beamstream.io.elements import Message
 from beamstream.io.sources import ReadMessages
 from beamstream.io.sql import RetryPolicy, RowWithPayload, WriteRows, migrate
 from beamstream.io.uris import SqlUri, UriError, parse_sink
-from beamstream.pipelines.help import pipeline_main
-from beamstream.pipelines.launch import parse_options, run_pipeline
-from beamstream.pipelines.options import (
+from beamstream.launch.help import pipeline_main
+from beamstream.launch.options import (
     DeadLetterOptions,
     EventTimeOptions,
     KafkaClientOptions,
@@ -49,7 +48,8 @@ from beamstream.pipelines.options import (
     event_time_policy,
     kafka_config,
 )
-from beamstream.pipelines.outputs import write_outputs
+from beamstream.launch.outputs import write_outputs
+from beamstream.launch.run import parse_options, run_pipeline
 
 REQUIRED = ("source", "sink")
 SCHEMA_NAME = "metric_samples"

@@ -276,7 +276,7 @@ def main(argv: Sequence[str]) -> int:
     args = _parser().parse_args(list(argv))
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from beamstream.pipelines.options import kafka_config
+    from beamstream.launch.options import kafka_config
 
     flags = [f"--kafka_config={item}" for item in args.kafka_config or []]
     config = kafka_config(PipelineOptions(flags))

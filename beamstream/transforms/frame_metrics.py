@@ -42,7 +42,7 @@ from apache_beam.utils.windowed_value import PaneInfoTiming
 from beamstream import counters
 from beamstream.dead_letter import DEAD_LETTER_TAG, dead_letter
 from beamstream.event_time import EventTimeError, format_time, parse_time
-from beamstream.io.message import Message, MessageBatch
+from beamstream.io.elements import Message, MessageBatch
 from beamstream.transforms import hyperloglog
 from beamstream.transforms.lateness import is_too_late
 

@@ -25,7 +25,7 @@ from apache_beam.transforms import window
 from beamstream import counters
 from beamstream.dead_letter import DEAD_LETTER_TAG, dead_letter
 from beamstream.event_time import EventTimeError, event_time_us
-from beamstream.io.message import Message, MessageBatch
+from beamstream.io.elements import Message, MessageBatch
 from beamstream.transforms.lateness import window_start
 
 STEP = "prometheus_records"

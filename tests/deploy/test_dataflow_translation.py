@@ -15,7 +15,7 @@ import apache_beam as beam
 import pytest
 
 from beamstream.deploy.catalog import pipeline_modules
-from beamstream.pipelines.launch import parse_options
+from beamstream.launch.run import parse_options
 
 DATAFLOW = [
     "--runner=DataflowRunner",

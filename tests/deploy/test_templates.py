@@ -22,7 +22,7 @@ from beamstream.deploy.metadata import (
     template_parameters,
 )
 from beamstream.io.uris import parse_sink, parse_source
-from beamstream.pipelines.launch import parse_options
+from beamstream.launch.run import parse_options
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 DRY_RUN = [

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from beamstream.io.message import NO_WATERMARK
-from beamstream.io.watermarks import MAX_WATERMARK, PartitionWatermarks
+from beamstream.io.elements import MAX_WATERMARK, NO_WATERMARK
+from beamstream.io.watermarks import PartitionWatermarks
 
 S = 1_000_000
 

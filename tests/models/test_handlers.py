@@ -58,8 +58,8 @@ def test_update_model_path_swaps_to_the_new_version(tmp_path):
 
 
 def test_model_updates_refused_where_the_runner_cannot_watch(digits_model, tmp_path):
+    from beamstream.launch.run import OptionsError
     from beamstream.pipelines import infer
-    from beamstream.pipelines.launch import OptionsError
 
     argv = [
         f"--source={tmp_path / 'r.jsonl'}",

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from beamstream.collect.metrics import METRIC_TYPES
 from beamstream.dead_letter import DEAD_LETTER_TAG, original_payload
-from beamstream.io.message import Message, MessageBatch
+from beamstream.io.elements import Message, MessageBatch
 from beamstream.models.artifacts import ModelMetadata
 from beamstream.models.predict import _ParseRequests
 from beamstream.pipelines.store import ParseSamples

@@ -20,11 +20,11 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from beamstream import counters
+from beamstream.launch.options import OperationsOptions
+from beamstream.launch.run import OptionsError, parse_options
 from beamstream.ops.exporter import MetricsExporter
 from beamstream.ops.prometheus import families
 from beamstream.pipelines import frames
-from beamstream.pipelines.launch import OptionsError, parse_options
-from beamstream.pipelines.options import OperationsOptions
 from tests.services.ports import free_port
 
 BASE = (("app", "frames-test"), ("job", "ci-42"))

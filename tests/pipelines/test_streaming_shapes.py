@@ -15,9 +15,9 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from kafka import KafkaProducer
 
+from beamstream.io.elements import MessageBatch
 from beamstream.io.event_time_policy import EventTimePolicy
 from beamstream.io.kafka import ReadFromKafka
-from beamstream.io.message import MessageBatch
 from beamstream.transforms.frame_metrics import FrameMetrics
 from bench.frames_data import frames
 from tests.support.frames_reference import reference

@@ -16,7 +16,7 @@ import pytest
 from kafka import KafkaProducer
 
 from beamstream.deploy.catalog import pipeline_modules
-from beamstream.pipelines.launch import parse_options, run_pipeline
+from beamstream.launch.run import parse_options, run_pipeline
 from tests.deploy.test_portable_runner import CASES, canonical, run_on, sqlite_rows
 from tests.support.jsonl import read_shards
 from tests.support.kafka_offsets import committed_offsets as committed

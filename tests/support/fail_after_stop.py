@@ -17,11 +17,11 @@ from collections.abc import Sequence
 import apache_beam as beam
 
 from beamstream import cli
-from beamstream.io import live_feed
 from beamstream.io.sinks import WriteMessages
 from beamstream.io.sources import ReadMessages
-from beamstream.pipelines.launch import parse_options, run_pipeline
-from beamstream.pipelines.options import SinkOptions, SourceOptions
+from beamstream.launch.options import SinkOptions, SourceOptions
+from beamstream.launch.run import parse_options, run_pipeline
+from beamstream.runners.direct import live_feed
 
 
 class InjectedFailure(RuntimeError):

@@ -17,7 +17,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.test_stream import TestStream
 
-from beamstream.io.message import NO_WATERMARK, Message, MessageBatch
+from beamstream.io.elements import NO_WATERMARK, Message, MessageBatch
 from beamstream.transforms.frame_metrics import FrameMetrics
 
 T0 = 1_700_000_040  # a minute boundary: 1_700_000_040 % 60 == 0

@@ -19,8 +19,8 @@ from beamstream.io.clients.base import (
     PublishError,
     ReceivedMessage,
     Subscriber,
-    encode_payload,
 )
+from beamstream.io.elements import encode_payload
 from beamstream.io.uris import KafkaUri, PubSubUri, Uri, UriError, parse_uri
 
 __all__ = [

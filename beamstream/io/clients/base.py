@@ -14,22 +14,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from beamstream.errors import UserError
 
-class ClientError(RuntimeError):
+
+class ClientError(UserError, RuntimeError):
     """The broker cannot be used as asked (unreachable, no such topic); says why."""
 
 
 class PublishError(ClientError):
     """One or more published messages were not delivered."""
-
-
-def encode_payload(value: bytes | str | dict | Any) -> bytes:
-    """Payloads: bytes as they are, text as UTF-8, anything else as compact JSON."""
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, str):
-        return value.encode("utf-8")
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 def encode_key(key: bytes | str | None) -> bytes | None:

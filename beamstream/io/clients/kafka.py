@@ -19,8 +19,8 @@ from beamstream.io.clients.base import (
     ReceivedMessage,
     Subscriber,
     encode_key,
-    encode_payload,
 )
+from beamstream.io.elements import encode_payload
 from beamstream.io.uris import KafkaUri
 
 CONNECT_TIMEOUT_S = 15.0

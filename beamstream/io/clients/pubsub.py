@@ -25,8 +25,8 @@ from beamstream.io.clients.base import (
     PublishError,
     ReceivedMessage,
     Subscriber,
-    encode_payload,
 )
+from beamstream.io.elements import encode_payload
 from beamstream.io.uris import PubSubUri
 
 ACK_CHUNK = 1000  # ack ids per acknowledge request (the API caps a request's size)

@@ -26,15 +26,13 @@ from apache_beam.coders import coders
 from apache_beam.io.unbounded_source import CheckpointMark, UnboundedReader, UnboundedSource
 from apache_beam.utils.timestamp import MIN_TIMESTAMP, Timestamp
 
-from beamstream.io.kafka_feed import as_elements
-from beamstream.io.kafka_reader import (
+from beamstream.io.elements import MAX_WATERMARK, NO_WATERMARK, MessageBatch, as_elements
+from beamstream.io.kafka.reader import (
     KafkaBatchReader,
     KafkaReadSpec,
     list_partitions,
     open_consumer,
 )
-from beamstream.io.message import NO_WATERMARK, MessageBatch
-from beamstream.io.watermarks import MAX_WATERMARK
 
 _LOG = logging.getLogger(__name__)
 

@@ -12,11 +12,11 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from kafka import KafkaProducer
 
+from beamstream.io.elements import MessageBatch
 from beamstream.io.event_time_policy import EventTimePolicy
 from beamstream.io.kafka import ReadFromKafka, WriteToKafka
-from beamstream.io.kafka_reader import KafkaReadError
-from beamstream.io.message import MessageBatch
-from beamstream.pipelines.launch import run_pipeline
+from beamstream.io.kafka.reader import KafkaReadError
+from beamstream.launch.run import run_pipeline
 from tests.support.kafka_offsets import committed_offsets
 
 pytestmark = pytest.mark.integration
@@ -302,7 +302,7 @@ def test_one_split_reader_holds_the_watermark_for_every_partition_and_resumes_it
     a watermark reported before it, whichever partition it comes from, and a reader
     rebuilt from a checkpoint mark goes on from the watermark reported before."""
     from beamstream.io.kafka import read_spec
-    from beamstream.io.kafka_source import KafkaPartitionSource
+    from beamstream.io.kafka.source import KafkaPartitionSource
 
     topic = kafka_broker.new_topic("one-split", partitions=2)
     producer = KafkaProducer(bootstrap_servers=kafka_broker.bootstrap)

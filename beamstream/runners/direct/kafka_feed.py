@@ -7,37 +7,16 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from beamstream.io.commit_ledger import CommitLedger, MarkerSchedule
-from beamstream.io.kafka_reader import KafkaBatchReader, KafkaReadSpec
-from beamstream.io.live_feed import (
+from beamstream.io.elements import MAX_WATERMARK, NO_WATERMARK, MessageBatch, as_elements
+from beamstream.io.kafka.reader import KafkaBatchReader, KafkaReadSpec
+from beamstream.runners.direct.commit_ledger import CommitLedger, MarkerSchedule
+from beamstream.runners.direct.live_feed import (
     STOP_FLUSH,
     FeedProgress,
     FeedStep,
     until_taken_in,
     with_progress_marker,
 )
-from beamstream.io.message import NO_WATERMARK, MessageBatch
-from beamstream.io.watermarks import MAX_WATERMARK
-
-
-def batch_timestamp(batch: MessageBatch) -> int:
-    """No later than the batch's earliest record, so nothing runs ahead of the watermark."""
-    known = [t for t in (batch.event_times_us or ()) if t is not None]
-    if known:
-        return min(known)
-    return max(batch.watermark_us, 0) if batch.watermark_us != NO_WATERMARK else 0
-
-
-def as_elements(batches: list[MessageBatch], batched: bool) -> list[tuple[object, int]]:
-    """Batches as TestStream elements: whole batches, or one element per record."""
-    if batched:
-        return [(b, batch_timestamp(b)) for b in batches]
-    fallback = {id(b): batch_timestamp(b) for b in batches}
-    return [
-        (m, m.event_time_us if m.event_time_us is not None else fallback[id(b)])
-        for b in batches
-        for m in b.messages()
-    ]
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import pytest
 from beamstream.event_time import EventTimeError
 from beamstream.io.clients import ReceivedMessage
 from beamstream.io.event_time_policy import EventTimePolicy
-from beamstream.io.pubsub_feed import PubSubReadSpec, attribute_time_us, event_time_of, to_batch
+from beamstream.io.pubsub.spec import PubSubReadSpec, attribute_time_us, event_time_of, to_batch
 
 SUB = "projects/beamstream-test/subscriptions/frames-sub"
 
@@ -62,9 +62,9 @@ class _Subscriber:
 
 
 def test_a_flush_announces_the_final_watermark_only_after_in_flight_events_are_taken_in():
-    from beamstream.io.live_feed import FeedProgress
-    from beamstream.io.pubsub_feed import _PubSubFeedRun
-    from beamstream.io.watermarks import MAX_WATERMARK
+    from beamstream.io.elements import MAX_WATERMARK
+    from beamstream.runners.direct.live_feed import FeedProgress
+    from beamstream.runners.direct.pubsub_feed import _PubSubFeedRun
 
     feed = _PubSubFeedRun.__new__(_PubSubFeedRun)  # no subscription: only the drain runs
     feed._held, feed._subscriber, feed._last_extend = [], _Subscriber(), 0.0

@@ -17,7 +17,7 @@ from types import FrameType
 
 from apache_beam.runners.runner import PipelineResult
 
-from beamstream.io import live_feed
+from beamstream.runners.direct import live_feed
 
 _LOG = logging.getLogger(__name__)
 STOP_TIMEOUT_S = 120.0

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from beamstream.io.commit_ledger import CommitLedger, MarkerSchedule
-from beamstream.io.message import NO_WATERMARK, MessageBatch
+from beamstream.io.elements import NO_WATERMARK, MessageBatch
+from beamstream.runners.direct.commit_ledger import CommitLedger, MarkerSchedule
 
 S = 1_000_000
 

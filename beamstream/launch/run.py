@@ -21,14 +21,15 @@ from apache_beam.options.pipeline_options import (
 from apache_beam.runners.runner import PipelineResult
 
 from beamstream import runners
+from beamstream.errors import UserError
+from beamstream.launch.options import OperationsOptions
 from beamstream.ops.exporter import MetricsExporter
-from beamstream.pipelines import direct_counters, window_gc
-from beamstream.pipelines.options import OperationsOptions
+from beamstream.runners.direct import direct_counters, window_gc
 
 _LOG = logging.getLogger(__name__)
 
 
-class OptionsError(ValueError):
+class OptionsError(UserError, ValueError):
     """Bad command-line options; the message is the one line to show."""
 
 
@@ -83,7 +84,7 @@ def run_pipeline(
 ) -> PipelineResult:
     """Builds on ``test_pipeline`` or a new Pipeline, runs, and waits unless told not to."""
     from beamstream.io.kafka import deferred_reads
-    from beamstream.io.kafka_source import commit_deferred, discard_deferred
+    from beamstream.io.kafka.source import commit_deferred, discard_deferred
 
     pipeline = test_pipeline or beam.Pipeline(options=options)
     build(pipeline, options)
@@ -234,8 +235,8 @@ def _caused_by_cancel(exc: BaseException) -> bool:
 
 def _graceful_stop(options: PipelineOptions, result: PipelineResult):
     """Signal handling for streaming runs (batch runs keep Python's defaults)."""
-    from beamstream.pipelines.options import ShutdownOptions
-    from beamstream.pipelines.shutdown import GracefulStop
+    from beamstream.launch.options import ShutdownOptions
+    from beamstream.runners.direct.shutdown import GracefulStop
 
     flush = options.view_as(ShutdownOptions).on_stop == "flush"
     return GracefulStop(result, flush=flush, enabled=is_streaming(options))

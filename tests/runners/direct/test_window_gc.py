@@ -8,7 +8,7 @@ from apache_beam.transforms.core import Windowing
 from apache_beam.utils.timestamp import Duration, Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
 
-from beamstream.pipelines.window_gc import _CollectingDriver
+from beamstream.runners.direct.window_gc import _CollectingDriver
 
 LATENESS_S = 5
 

@@ -22,10 +22,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from beamstream.errors import UserError
+from beamstream.io.elements import MAX_WATERMARK, MessageBatch
 from beamstream.io.event_time_policy import EventTimePolicy
-from beamstream.io.message import MessageBatch
 from beamstream.io.outage import Outage
-from beamstream.io.watermarks import MAX_WATERMARK, PartitionWatermarks
+from beamstream.io.watermarks import PartitionWatermarks
 
 _LOG = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ def _watermark_of(metadata: str | None) -> int | None:
     return None
 
 
-class KafkaReadError(RuntimeError):
+class KafkaReadError(UserError, RuntimeError):
     """The read cannot proceed (no broker, no topic); the message says why."""
 
 

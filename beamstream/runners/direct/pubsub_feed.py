@@ -16,82 +16,22 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from beamstream.event_time import EventTimeError, parse_time
 from beamstream.io.clients.base import ReceivedMessage
-from beamstream.io.commit_ledger import CommitLedger, MarkerSchedule
-from beamstream.io.event_time_policy import EventTimePolicy
-from beamstream.io.kafka_feed import as_elements
-from beamstream.io.live_feed import (
+from beamstream.io.elements import MAX_WATERMARK, NO_WATERMARK, as_elements
+from beamstream.io.pubsub.spec import PARTITION, PubSubReadSpec, to_batch
+from beamstream.io.watermarks import PartitionWatermarks
+from beamstream.runners.direct.commit_ledger import CommitLedger, MarkerSchedule
+from beamstream.runners.direct.live_feed import (
     STOP_FLUSH,
     FeedProgress,
     FeedStep,
     until_taken_in,
     with_progress_marker,
 )
-from beamstream.io.message import NO_WATERMARK, MessageBatch
-from beamstream.io.watermarks import MAX_WATERMARK, PartitionWatermarks
 
-_PARTITION = 0  # a subscription is one stream as far as the watermark goes
 _DEDUP_WINDOW = 200_000  # recent ids remembered for id_label deduplication
 _EMPTY_PULL_PAUSE_S = 0.05  # the emulator answers an empty pull at once
 _EXTEND_EVERY_S, _EXTEND_TO_S = 10.0, 60  # ack deadline of messages still in the pipeline
-
-
-def attribute_time_us(value: str) -> int:
-    """Beam's timestamp-attribute convention: epoch milliseconds or RFC 3339."""
-    text = value.strip()
-    return parse_time(text, "epoch_ms" if text.lstrip("-").isdigit() else "iso")
-
-
-@dataclass(frozen=True)
-class PubSubReadSpec:
-    """What the feed reads and how it stamps event time; picklable."""
-
-    subscription: str  # full path projects/P/subscriptions/S
-    event_time: EventTimePolicy = EventTimePolicy(field="timestamp")
-    timestamp_attribute: str | None = None
-    id_label: str | None = None
-    with_attributes: bool = True
-    max_batch: int = 1000
-    pull_timeout_s: float = 0.5
-    delete_on_close: bool = False  # a subscription this read created for a topic
-    commit_window_s: float = 0.0  # largest window the pipeline aggregates (ack when final)
-    commit_lateness_s: float = 0.0  # its allowed lateness
-
-
-def event_time_of(spec: PubSubReadSpec, message: ReceivedMessage) -> int | None:
-    """Event time in micros, or None (the record still flows; it does not move the watermark)."""
-    if spec.timestamp_attribute:
-        raw = message.attributes.get(spec.timestamp_attribute)
-        if raw is None:
-            return None
-        try:
-            return attribute_time_us(raw)
-        except EventTimeError:
-            return None
-    return spec.event_time.of_payload(message.value, message.timestamp_ms)
-
-
-def to_batch(
-    spec: PubSubReadSpec, messages: list[ReceivedMessage], watermark_us: int
-) -> MessageBatch:
-    """One pull as a ``MessageBatch`` (offsets are -1: Pub/Sub has none)."""
-    return MessageBatch(
-        source=spec.subscription,
-        partition=_PARTITION,
-        values=[m.value for m in messages],
-        offsets=[-1] * len(messages),
-        timestamps_ms=[m.timestamp_ms for m in messages],
-        event_times_us=[event_time_of(spec, m) for m in messages],
-        keys=[m.key for m in messages],
-        headers=[
-            tuple((k, v.encode("utf-8")) for k, v in m.attributes.items())
-            if spec.with_attributes
-            else ()
-            for m in messages
-        ],
-        watermark_us=watermark_us,
-    )
 
 
 @dataclass(frozen=True)
@@ -128,7 +68,7 @@ class _PubSubFeedRun:
         )
         policy = spec.event_time
         self.watermarks = PartitionWatermarks(policy.max_out_of_orderness_s, policy.idle_timeout_s)
-        self.watermarks.add_partition(_PARTITION)
+        self.watermarks.add_partition(PARTITION)
         self._finality = CommitLedger(spec.commit_window_s, spec.commit_lateness_s)
         self._held: list[_Held] = []
         self._seen: OrderedDict[str, None] = OrderedDict()
@@ -160,15 +100,15 @@ class _PubSubFeedRun:
             if messages:
                 batch = to_batch(spec, messages, announced)
                 known = [t for t in batch.event_times_us or () if t is not None]
-                watermarks.observe(_PARTITION, max(known) if known else None)
-                watermarks.set_caught_up(_PARTITION, False)
+                watermarks.observe(PARTITION, max(known) if known else None)
+                watermarks.set_caught_up(PARTITION, False)
                 elements = as_elements([batch], self._batched)
                 seq += 1
                 newest = max(known) if known else max(announced, 0)
                 oldest = min(ts for _, ts in elements)
                 self._held.append(_Held(seq, oldest, self._finality.final_at(newest), messages))
             elif not pulled:
-                watermarks.set_caught_up(_PARTITION, True)
+                watermarks.set_caught_up(PARTITION, True)
             pending = min((h.final_at_us for h in self._held), default=None)
             if self._markers.due(announced, progress.sink_watermark(), pending):
                 # Heartbeats stop at record times; a marker at the announced

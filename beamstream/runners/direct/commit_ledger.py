@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from beamstream.io.message import NO_WATERMARK, MessageBatch
+from beamstream.io.elements import NO_WATERMARK, MessageBatch
 
 Partition = tuple[str, int]
 

@@ -11,7 +11,7 @@ import time
 import pytest
 from kafka import KafkaProducer
 
-from beamstream.io.kafka_reader import KafkaBatchReader, KafkaReadSpec
+from beamstream.io.kafka.reader import KafkaBatchReader, KafkaReadSpec
 
 pytestmark = pytest.mark.integration
 

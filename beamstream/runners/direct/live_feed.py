@@ -50,6 +50,7 @@ from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
 from apache_beam.utils.timestamp import Timestamp
 
+from beamstream.io.elements import NO_WATERMARK
 from beamstream.log_flood import quiet_kafka_client_logs
 
 _LOG = logging.getLogger(__name__)
@@ -143,7 +144,7 @@ def _serve(factory: FeedFactory, acked_memory: str, max_in_flight: int, parent_p
         # (it stops a TestStream that is silent for 30 s).
         return Event(
             watermark_event=Event.AdvanceWatermark(
-                new_watermark=last_watermark if last_watermark is not None else _MIN_MICROS
+                new_watermark=last_watermark if last_watermark is not None else NO_WATERMARK
             )
         )
 
@@ -218,7 +219,6 @@ def _serve(factory: FeedFactory, acked_memory: str, max_in_flight: int, parent_p
 
 
 _END = object()
-_MIN_MICROS = -9223372036854775000  # Beam's MIN_TIMESTAMP
 
 
 def _produce_steps(feed: Feed, progress: FeedProgress, steps: queue.Queue, stopped) -> None:
@@ -244,7 +244,7 @@ def _produce_steps(feed: Feed, progress: FeedProgress, steps: queue.Queue, stopp
 
 
 def _child_main() -> None:
-    """Entry point of ``python -m beamstream.io.live_feed``: the spec comes on stdin."""
+    """Entry point of ``python -m beamstream.runners.direct.live_feed``: the spec comes on stdin."""
     logging.basicConfig(level=logging.WARNING, format="live-feed: %(levelname)s %(message)s")
     quiet_kafka_client_logs()
     factory, acked_memory, max_in_flight, parent_pid = pickle.loads(sys.stdin.buffer.read())
@@ -264,8 +264,6 @@ class _FeedProcess:
     """
 
     def __init__(self, factory: FeedFactory, max_in_flight: int):
-        from beamstream.io.message import NO_WATERMARK
-
         self._shared: shared_memory.SharedMemory | None = shared_memory.SharedMemory(
             create=True, size=8 * _SLOTS
         )
@@ -275,7 +273,7 @@ class _FeedProcess:
             self._slots[slot] = 0
         self._slots[_SINK_WATERMARK] = NO_WATERMARK
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "beamstream.io.live_feed"],
+            [sys.executable, "-m", "beamstream.runners.direct.live_feed"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )

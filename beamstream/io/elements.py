@@ -14,11 +14,15 @@ of relying on the runner to drop late data silently at a GroupByKey.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-# Beam's MIN_TIMESTAMP in micros: "no watermark announced yet" (batch runs).
+# Beam's MIN_TIMESTAMP and MAX_TIMESTAMP in micros, the one copy of them here
+# (written out so this module imports nothing; a test pins them to Beam's).
+# NO_WATERMARK: "no watermark announced yet" (batch runs); MAX_WATERMARK: done.
 NO_WATERMARK = -9223372036854775000
+MAX_WATERMARK = 9223372036854775000
 
 
 class Message(NamedTuple):
@@ -94,3 +98,32 @@ class MessageBatch(NamedTuple):
             headers=[m.headers for m in messages],
             watermark_us=watermark_us,
         )
+
+
+def encode_payload(value: bytes | str | Any) -> bytes:
+    """Sink payloads: bytes as they are, text as UTF-8, anything else as compact JSON."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def batch_timestamp(batch: MessageBatch) -> int:
+    """No later than the batch's earliest record, so nothing runs ahead of the watermark."""
+    known = [t for t in (batch.event_times_us or ()) if t is not None]
+    if known:
+        return min(known)
+    return max(batch.watermark_us, 0) if batch.watermark_us != NO_WATERMARK else 0
+
+
+def as_elements(batches: list[MessageBatch], batched: bool) -> list[tuple[object, int]]:
+    """Batches as (element, event-time micros): whole batches, or one per record."""
+    if batched:
+        return [(b, batch_timestamp(b)) for b in batches]
+    fallback = {id(b): batch_timestamp(b) for b in batches}
+    return [
+        (m, m.event_time_us if m.event_time_us is not None else fallback[id(b)])
+        for b in batches
+        for m in b.messages()
+    ]

@@ -247,7 +247,7 @@ def test_a_subscription_is_not_a_sink() -> None:
 
 @pytest.mark.integration
 def test_stop_request_flushes_open_windows_and_stops_the_feed(pubsub_emulator) -> None:
-    from beamstream.io import live_feed
+    from beamstream.runners.direct import live_feed
 
     frames_topic, frames_sub, out_topic, out_sub = _in_and_out(pubsub_emulator, "stop")
     start_s = 1_700_000_000

@@ -1,0 +1,1 @@
+"""What every pipeline's ``run()`` shares: strict options, the run itself, outputs, ``--help``."""
