@@ -77,7 +77,7 @@ class ReadMessages(beam.PTransform):
         does nothing: runners with durable state commit through bundle
         finalization.
         """
-        from beamstream.runners.direct.live_feed import CommitAfterWrites
+        from beamstream.runners.direct.commit_probe import CommitAfterWrites
 
         feed = getattr(self._inner, "live_feed", None)
         if feed is None or feed.heartbeats is None or feed.feed_id is None:

@@ -21,7 +21,7 @@ from beamstream.io.sinks import WriteMessages
 from beamstream.io.sources import ReadMessages
 from beamstream.launch.options import SinkOptions, SourceOptions
 from beamstream.launch.run import parse_options, run_pipeline
-from beamstream.runners.direct import live_feed
+from beamstream.runners.direct import feed_process
 
 
 class InjectedFailure(RuntimeError):
@@ -34,7 +34,7 @@ class _FailAfterStop(beam.DoFn):
         if marker and not os.path.exists(marker):
             open(marker, "w").close()
         deadline = time.monotonic() + 120
-        while not live_feed.stop_requested() and time.monotonic() < deadline:
+        while not feed_process.stop_requested() and time.monotonic() < deadline:
             time.sleep(0.02)
         raise InjectedFailure("injected failure after the stop was requested")
         yield message  # a generator, as a step's process usually is

@@ -51,8 +51,6 @@ from beamstream.runners import (
     is_local_streaming,
     pipeline_runner_name,
 )
-from beamstream.runners.direct.kafka_feed import KafkaFeed
-from beamstream.runners.direct.live_feed import ReadLiveFeed
 
 _LOG = logging.getLogger(__name__)
 __all__ = ["ReadFromKafka", "commit_deferred", "deferred_reads", "read_spec"]
@@ -105,13 +103,16 @@ class ReadFromKafka(beam.PTransform):
             spec, commit_window_s=finality[0], commit_lateness_s=finality[1]
         )
         self._batched = batched
-        self.live_feed: ReadLiveFeed | None = None
+        self.live_feed: beam.PTransform | None = None
         self.deferral_key: str | None = None  # set when offsets wait for the run's success
 
     def expand(self, pbegin):
         spec = self._spec
         unbounded = spec.stop == "never" and spec.max_records is None and spec.max_read_time is None
         if is_local_streaming(pbegin.pipeline, unbounded):
+            from beamstream.runners.direct.kafka_feed import KafkaFeed
+            from beamstream.runners.direct.read_feed import ReadLiveFeed
+
             self.live_feed = ReadLiveFeed(KafkaFeed(spec, self._batched))
             return pbegin | "LiveFeed" >> self.live_feed
         streaming = pbegin.pipeline._options.view_as(StandardOptions).streaming  # noqa: SLF001

@@ -30,8 +30,6 @@ from beamstream.io.event_time_policy import EventTimePolicy
 from beamstream.io.pubsub.spec import PubSubReadSpec
 from beamstream.io.uris import PubSubUri, parse_pubsub_uri
 from beamstream.runners import is_local_streaming
-from beamstream.runners.direct.live_feed import ReadLiveFeed
-from beamstream.runners.direct.pubsub_feed import PubSubFeed
 
 
 def _as_uri(uri: PubSubUri | str) -> PubSubUri:
@@ -104,7 +102,7 @@ class ReadFromPubSubMessages(beam.PTransform):
         super().__init__()
         self._uri = _as_uri(uri)
         self._finality = finality
-        self.live_feed: ReadLiveFeed | None = None
+        self.live_feed: beam.PTransform | None = None
         self._batched = batched
         self._event_time = event_time
         self._timestamp_attribute = timestamp_attribute
@@ -115,6 +113,9 @@ class ReadFromPubSubMessages(beam.PTransform):
     def expand(self, pbegin):
         uri = self._uri
         if is_local_streaming(pbegin.pipeline, unbounded=True):
+            from beamstream.runners.direct.pubsub_feed import PubSubFeed
+            from beamstream.runners.direct.read_feed import ReadLiveFeed
+
             subscription, created = uri.path, False
             if not uri.is_subscription:
                 subscription, created = create_read_subscription(uri), True

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from beamstream.io.elements import MAX_WATERMARK, NO_WATERMARK, MessageBatch, as_elements
 from beamstream.io.kafka.reader import KafkaBatchReader, KafkaReadSpec
 from beamstream.runners.direct.commit_ledger import CommitLedger, MarkerSchedule
-from beamstream.runners.direct.live_feed import (
+from beamstream.runners.direct.feed import (
     STOP_FLUSH,
     FeedProgress,
     FeedStep,

@@ -2,7 +2,7 @@
 
 The DirectRunner's own Pub/Sub read holds the watermark at wall-clock time and
 pulls 10 messages per bundle (design.md), so replayed or delayed data is all
-late and throughput is low. This feed, served by ``live_feed`` from its own
+late and throughput is low. This feed, served by ``feed_server`` from its own
 process, pulls up to ``max_batch`` messages per request, stamps each with its
 event time (timestamp attribute, payload field or publish time), announces a
 watermark that follows event time, and acknowledges messages only once the
@@ -21,7 +21,7 @@ from beamstream.io.elements import MAX_WATERMARK, NO_WATERMARK, as_elements
 from beamstream.io.pubsub.spec import PARTITION, PubSubReadSpec, to_batch
 from beamstream.io.watermarks import PartitionWatermarks
 from beamstream.runners.direct.commit_ledger import CommitLedger, MarkerSchedule
-from beamstream.runners.direct.live_feed import (
+from beamstream.runners.direct.feed import (
     STOP_FLUSH,
     FeedProgress,
     FeedStep,

@@ -17,7 +17,7 @@ from types import FrameType
 
 from apache_beam.runners.runner import PipelineResult
 
-from beamstream.runners.direct import live_feed
+from beamstream.runners.direct import feed_process
 
 _LOG = logging.getLogger(__name__)
 STOP_TIMEOUT_S = 120.0
@@ -53,7 +53,7 @@ class GracefulStop:
         if self.requested:
             raise KeyboardInterrupt  # second signal: stop now
         self.signal_name = signal.Signals(signum).name
-        feeds = self._feeds = live_feed.request_stop(flush=self._flush)
+        feeds = self._feeds = feed_process.request_stop(flush=self._flush)
         if feeds:
             _LOG.warning(
                 "%s: stopping %d live source(s) (%s)",
@@ -67,7 +67,7 @@ class GracefulStop:
 
     def _cancel_when_stopped(self) -> None:
         deadline = time.monotonic() + STOP_TIMEOUT_S
-        while not live_feed.all_stopped() and time.monotonic() < deadline:
+        while not feed_process.all_stopped() and time.monotonic() < deadline:
             time.sleep(0.1)
         if self._flush:
             # The feeds end their streams; the run finishes by itself. Give it time.

@@ -247,7 +247,7 @@ def test_a_subscription_is_not_a_sink() -> None:
 
 @pytest.mark.integration
 def test_stop_request_flushes_open_windows_and_stops_the_feed(pubsub_emulator) -> None:
-    from beamstream.runners.direct import live_feed
+    from beamstream.runners.direct import feed_process
 
     frames_topic, frames_sub, out_topic, out_sub = _in_and_out(pubsub_emulator, "stop")
     start_s = 1_700_000_000
@@ -278,7 +278,7 @@ def test_stop_request_flushes_open_windows_and_stops_the_feed(pubsub_emulator) -
             first = _collect_counts(sub, 200)  # the two windows the watermark closed
             assert dict(first) == {start_s: 100, start_s + 1: 100}
             # Stops every live feed of this process (earlier tests' ones too).
-            assert live_feed.request_stop(flush=True) >= 1
+            assert feed_process.request_stop(flush=True) >= 1
             rest = _collect_counts(sub, 300)
     finally:
         result.cancel()

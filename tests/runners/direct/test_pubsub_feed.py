@@ -63,7 +63,7 @@ class _Subscriber:
 
 def test_a_flush_announces_the_final_watermark_only_after_in_flight_events_are_taken_in():
     from beamstream.io.elements import MAX_WATERMARK
-    from beamstream.runners.direct.live_feed import FeedProgress
+    from beamstream.runners.direct.feed import FeedProgress
     from beamstream.runners.direct.pubsub_feed import _PubSubFeedRun
 
     feed = _PubSubFeedRun.__new__(_PubSubFeedRun)  # no subscription: only the drain runs
