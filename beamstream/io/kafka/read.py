@@ -98,10 +98,8 @@ class ReadFromKafka(beam.PTransform):
         # Batches travel as one element each: bigger ones pay the runner's
         # per-event cost less often. Single records gain nothing from it.
         max_batch = max_batch or (20_000 if batched else 5000)
-        spec = read_spec(uri, event_time, consumer_config, max_batch)
-        self._spec = dataclasses.replace(
-            spec, commit_window_s=finality[0], commit_lateness_s=finality[1]
-        )
+        self._spec = read_spec(uri, event_time, consumer_config, max_batch)
+        self._finality = finality
         self._batched = batched
         self.live_feed: beam.PTransform | None = None
         self.deferral_key: str | None = None  # set when offsets wait for the run's success
@@ -110,10 +108,12 @@ class ReadFromKafka(beam.PTransform):
         spec = self._spec
         unbounded = spec.stop == "never" and spec.max_records is None and spec.max_read_time is None
         if is_local_streaming(pbegin.pipeline, unbounded):
+            from beamstream.runners.direct.finality import fixed_finality
             from beamstream.runners.direct.kafka_feed import KafkaFeed
             from beamstream.runners.direct.read_feed import ReadLiveFeed
 
-            self.live_feed = ReadLiveFeed(KafkaFeed(spec, self._batched))
+            finality = fixed_finality(*self._finality)
+            self.live_feed = ReadLiveFeed(KafkaFeed(spec, self._batched, finality))
             return pbegin | "LiveFeed" >> self.live_feed
         streaming = pbegin.pipeline._options.view_as(StandardOptions).streaming  # noqa: SLF001
         if not streaming and not unbounded and finalizes_in_process(pbegin.pipeline):

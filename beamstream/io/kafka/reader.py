@@ -75,8 +75,6 @@ class KafkaReadSpec:
     deferral_key: str | None = None
     # Streaming commits wait until records' windows are final: the largest
     # window the pipeline uses and its allowed lateness (0, 0 = per record).
-    commit_window_s: float = 0.0
-    commit_lateness_s: float = 0.0
     # False leaves batches without event times and the watermark unmoved: for
     # batch runs of the batched shape, where nothing uses a source watermark
     # and the consuming transform reads each record's time itself, so payloads

@@ -113,6 +113,7 @@ class ReadFromPubSubMessages(beam.PTransform):
     def expand(self, pbegin):
         uri = self._uri
         if is_local_streaming(pbegin.pipeline, unbounded=True):
+            from beamstream.runners.direct.finality import fixed_finality
             from beamstream.runners.direct.pubsub_feed import PubSubFeed
             from beamstream.runners.direct.read_feed import ReadLiveFeed
 
@@ -127,10 +128,10 @@ class ReadFromPubSubMessages(beam.PTransform):
                 with_attributes=self._with_attributes,
                 max_batch=self._max_batch,
                 delete_on_close=created,
-                commit_window_s=self._finality[0],
-                commit_lateness_s=self._finality[1],
             )
-            self.live_feed = ReadLiveFeed(PubSubFeed(spec, self._batched))
+            self.live_feed = ReadLiveFeed(
+                PubSubFeed(spec, self._batched, fixed_finality(*self._finality))
+            )
             return pbegin | "LiveFeed" >> self.live_feed
         read = beam.io.ReadFromPubSub(
             topic=None if uri.is_subscription else uri.path,

@@ -30,8 +30,6 @@ class PubSubReadSpec:
     max_batch: int = 1000
     pull_timeout_s: float = 0.5
     delete_on_close: bool = False  # a subscription this read created for a topic
-    commit_window_s: float = 0.0  # largest window the pipeline aggregates (ack when final)
-    commit_lateness_s: float = 0.0  # its allowed lateness
 
 
 def event_time_of(spec: PubSubReadSpec, message: ReceivedMessage) -> int | None:

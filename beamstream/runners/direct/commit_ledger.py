@@ -25,6 +25,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from beamstream.io.elements import NO_WATERMARK, MessageBatch
+from beamstream.runners.direct.finality import Finality
 
 Partition = tuple[str, int]
 
@@ -40,16 +41,13 @@ class _Entry:
 class CommitLedger:
     """Read batches per partition, in offset order, until they are safe to commit."""
 
-    def __init__(self, window_s: float = 0.0, allowed_lateness_s: float = 0.0):
-        self._window_us = int(window_s * 1_000_000)
-        self._lateness_us = int(allowed_lateness_s * 1_000_000)
+    def __init__(self, finality: Finality | None = None):
+        self._finality = finality or Finality()
         self._entries: dict[Partition, deque[_Entry]] = {}
         self._committed: dict[Partition, int] = {}
 
     def final_at(self, event_us: int) -> int:
-        if self._window_us:
-            event_us = event_us - event_us % self._window_us + self._window_us
-        return event_us + self._lateness_us
+        return self._finality.final_at(event_us)
 
     def record(self, seq: int, batch: MessageBatch) -> None:
         known = [t for t in (batch.event_times_us or ()) if t is not None]

@@ -17,6 +17,7 @@ from beamstream.runners.direct.feed import (
     until_taken_in,
     with_progress_marker,
 )
+from beamstream.runners.direct.finality import Finality
 
 
 @dataclass(frozen=True)
@@ -26,16 +27,18 @@ class KafkaFeed:
     spec: KafkaReadSpec
     batched: bool = True
 
+    finality: Finality = Finality()  # when a record's windows are final (from the pipeline)
+
     def __call__(self) -> _KafkaFeedRun:
-        return _KafkaFeedRun(self.spec, self.batched)
+        return _KafkaFeedRun(self.spec, self.batched, self.finality)
 
 
 class _KafkaFeedRun:
-    def __init__(self, spec: KafkaReadSpec, batched: bool):
+    def __init__(self, spec: KafkaReadSpec, batched: bool, finality: Finality):
         self._reader = KafkaBatchReader(spec)
         self._batched = batched
         self._commit = spec.commit == "finalize" and spec.group is not None
-        self._ledger = CommitLedger(spec.commit_window_s, spec.commit_lateness_s)
+        self._ledger = CommitLedger(finality)
         self._newest_final: int | None = None  # when all that was read is final
         self._markers = MarkerSchedule()
 

@@ -28,6 +28,7 @@ from beamstream.runners.direct.feed import (
     until_taken_in,
     with_progress_marker,
 )
+from beamstream.runners.direct.finality import Finality
 
 _DEDUP_WINDOW = 200_000  # recent ids remembered for id_label deduplication
 _EMPTY_PULL_PAUSE_S = 0.05  # the emulator answers an empty pull at once
@@ -41,8 +42,10 @@ class PubSubFeed:
     spec: PubSubReadSpec
     batched: bool = False
 
+    finality: Finality = Finality()  # when a record's windows are final (from the pipeline)
+
     def __call__(self) -> _PubSubFeedRun:
-        return _PubSubFeedRun(self.spec, self.batched)
+        return _PubSubFeedRun(self.spec, self.batched, self.finality)
 
 
 @dataclass
@@ -56,7 +59,7 @@ class _Held:
 
 
 class _PubSubFeedRun:
-    def __init__(self, spec: PubSubReadSpec, batched: bool):
+    def __init__(self, spec: PubSubReadSpec, batched: bool, finality: Finality):
         from beamstream.io.clients.pubsub import PubSubSubscriber
         from beamstream.io.uris import parse_pubsub_uri
 
@@ -69,7 +72,7 @@ class _PubSubFeedRun:
         policy = spec.event_time
         self.watermarks = PartitionWatermarks(policy.max_out_of_orderness_s, policy.idle_timeout_s)
         self.watermarks.add_partition(PARTITION)
-        self._finality = CommitLedger(spec.commit_window_s, spec.commit_lateness_s)
+        self._finality = CommitLedger(finality)
         self._held: list[_Held] = []
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._last_extend = time.monotonic()
