@@ -27,6 +27,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from beamstream.io.clients import open_publisher, open_subscriber
 from beamstream.io.event_time_policy import EventTimePolicy
 from beamstream.io.sources import ReadMessages
+from tests.support.runs import cancel
 
 PROJECT = "beamstream-bench"
 _COUNTED = {"n": 0}
@@ -73,12 +74,12 @@ def _pipeline(subscription: str, n: int, batched: bool) -> float:
         | beam.ParDo(_Count())
     )
     start = time.perf_counter()
-    result = pipeline.run()
+    result, run = start(pipeline)
     deadline = start + 600
     while _COUNTED["n"] < n and time.perf_counter() < deadline:
         time.sleep(0.05)
     elapsed = time.perf_counter() - start
-    result.cancel()
+    cancel(result, run)
     if _COUNTED["n"] < n:
         print(f"  pipeline counted only {_COUNTED['n']} of {n}", file=sys.stderr)
     return elapsed

@@ -13,7 +13,7 @@ import psycopg
 import pymysql
 import pytest
 
-from beamstream.runners.direct import direct_counters, window_gc
+from beamstream.runners.direct import hooks
 from tests.services import databases
 from tests.services.kafka_broker import BrokerStartError, KafkaBroker, broker_choice, start_broker
 from tests.services.pubsub_emulator import (
@@ -51,8 +51,7 @@ def pytest_report_header(config: pytest.Config) -> str:
 def pytest_configure(config: pytest.Config) -> None:
     """Register markers so ``-m 'not integration'`` gives a service-free run."""
     # TestStream tests run on the DirectRunner as beamstream's own runs do.
-    window_gc.install()
-    direct_counters.install()
+    hooks.install()
     config.addinivalue_line(
         "markers", "tansu_ok: a Kafka test that also holds on the Tansu fallback broker"
     )

@@ -15,7 +15,17 @@ import apache_beam as beam
 from beamstream.io.uris import FileUri, KafkaUri, PubSubUri, Uri, UriError, parse_sink
 
 
-class WriteMessages(beam.PTransform):
+class Sink(beam.PTransform):
+    """A write whose output moves on only once what it wrote is durable.
+
+    Subclass it (returning what the write returns) for a sink of your own:
+    on the local streaming DirectRunner a read commits only what every
+    ``Sink`` of its pipeline has written for good. The run finds them in the
+    graph, so no pipeline can forget to wire its sinks to the commit.
+    """
+
+
+class WriteMessages(Sink):
     """Writes elements to ``uri``; ``key_fn`` sets Kafka keys / Pub/Sub ordering."""
 
     def __init__(

@@ -26,14 +26,8 @@ class ReadMessages(beam.PTransform):
         event_time: EventTimePolicy = EventTimePolicy(field="timestamp"),
         kafka_config: dict[str, Any] | None = None,
         pubsub: dict[str, Any] | None = None,
-        finality: tuple[float, float] = (0.0, 0.0),
     ):
-        """``finality``: (largest window, allowed lateness) in seconds of what the
-        pipeline aggregates; streaming reads commit only records whose windows
-        are final, once ``commit_after`` reports the sinks' progress."""
         super().__init__()
-        self._finality = finality
-        self._inner: beam.PTransform | None = None
         self._uri = parse_source(uri) if isinstance(uri, str) else uri
         self._batched = batched
         self._event_time = event_time
@@ -49,38 +43,18 @@ class ReadMessages(beam.PTransform):
         if isinstance(uri, KafkaUri):
             from beamstream.io.kafka import ReadFromKafka
 
-            self._inner = ReadFromKafka(
+            kafka = ReadFromKafka(
                 uri,
                 batched=self._batched,
                 event_time=self._event_time,
                 consumer_config=self._kafka_config,
-                finality=self._finality,
             )
-            return pbegin | "ReadKafka" >> self._inner
+            return pbegin | "ReadKafka" >> kafka
         if isinstance(uri, PubSubUri):
             from beamstream.io.pubsub import ReadFromPubSubMessages
 
-            self._inner = ReadFromPubSubMessages(
-                uri,
-                batched=self._batched,
-                event_time=self._event_time,
-                finality=self._finality,
-                **self._pubsub,
+            pubsub = ReadFromPubSubMessages(
+                uri, batched=self._batched, event_time=self._event_time, **self._pubsub
             )
-            return pbegin | "ReadPubSub" >> self._inner
+            return pbegin | "ReadPubSub" >> pubsub
         raise UriError(f"{uri.redacted()} cannot be read as a message source")
-
-    def commit_after(self, written: list[beam.PCollection]) -> None:
-        """Lets a live (local streaming) read see how far these sink writes have got.
-
-        Call it after applying the sinks, with what they returned. Elsewhere it
-        does nothing: runners with durable state commit through bundle
-        finalization.
-        """
-        from beamstream.runners.direct.commit_probe import CommitAfterWrites
-
-        feed = getattr(self._inner, "live_feed", None)
-        if feed is None or feed.heartbeats is None or feed.feed_id is None:
-            return
-        pcolls = (feed.heartbeats, *written)
-        _ = pcolls | "CommitAfterWrites" >> CommitAfterWrites([feed.feed_id])

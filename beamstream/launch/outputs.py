@@ -1,9 +1,9 @@
 """Writing a pipeline's named outputs to the sinks its options name.
 
 Every pipeline ends the same way: each output that has a sink URI is written
-there, and what the writes return is handed to ``ReadMessages.commit_after``,
-so a local streaming read commits offsets only once results are written (the
-at-least-once promise of the README's table), not when records are taken in.
+there through a ``Sink``; a local streaming read commits offsets only once
+every Sink has written its results (the at-least-once promise of the
+README's table), not when records are taken in.
 """
 
 from __future__ import annotations

@@ -22,9 +22,9 @@ from apache_beam.runners.runner import PipelineResult
 
 from beamstream import runners
 from beamstream.errors import UserError
+from beamstream.launch.context import RunContext
 from beamstream.launch.options import OperationsOptions
 from beamstream.ops.exporter import MetricsExporter
-from beamstream.runners.direct import direct_counters, window_gc
 
 _LOG = logging.getLogger(__name__)
 
@@ -82,58 +82,68 @@ def run_pipeline(
     test_pipeline: beam.Pipeline | None = None,
     wait: bool = True,
 ) -> PipelineResult:
-    """Builds on ``test_pipeline`` or a new Pipeline, runs, and waits unless told not to."""
-    from beamstream.io.kafka import deferred_reads
-    from beamstream.io.kafka.source import commit_deferred, discard_deferred
+    """Builds on ``test_pipeline`` or a new Pipeline, runs, and waits unless told not to.
 
+    The run's own state (``RunContext``: deferred commits, live feeds) starts
+    here, after the pipeline is built, and ends with the run; with
+    ``wait=False`` its live feeds end with this process.
+    """
     pipeline = test_pipeline or beam.Pipeline(options=options)
     build(pipeline, options)
-    deferred = deferred_reads(pipeline)  # this run's reads, not another run's in the process
-    fix_bundle_based_direct_runner()
+    context = RunContext(pipeline)
     exporter = _metrics_exporter(options, build)
-    discard_deferred(deferred)
     try:
         result = pipeline.run()
     except BaseException:
-        discard_deferred(deferred)
+        context.failed()
+        context.close()
         if exporter is not None:
             exporter.close()
         raise
     _say_runner(result, options)
     if exporter is not None:  # finishes on its own when the run ends, however it ends
         exporter.finish_when_done(result)
-    if wait:
-        stop = _graceful_stop(options, result)
-        try:
-            with stop:
-                _wait(result, stop)
-        except BaseException as exc:
-            discard_deferred(deferred)
-            if stop.requested and not isinstance(exc, KeyboardInterrupt):
-                # A real failure (what the stop's own cancel causes never gets
-                # here): no success line, no claim that offsets were committed.
-                first_line = (str(exc).strip().splitlines() or [""])[0]
-                raise RunFailed(
-                    f"the run failed after {stop.signal_name} asked it to stop: "
-                    f"{type(exc).__name__}: {first_line} (results it had not written "
-                    "are not committed; a run from the committed offsets reads them again)"
-                ) from exc
-            elif not isinstance(exc, KeyboardInterrupt):
-                raise
-            else:
-                _LOG.warning("interrupted: cancelling the pipeline")
-                try:
-                    result.cancel()
-                except Exception as cancel_error:  # best effort on an interrupted runner
-                    _LOG.warning("cancel failed: %s", cancel_error)
-                raise
-        if stop.requested:
-            print(f"beamstream: {stop.summary()}", file=sys.stderr, flush=True)
+    if not wait:
+        return result
+    try:
+        _wait_for_run(result, options, context)
         if str(result.state) == "DONE":
-            commit_deferred(deferred)
-        if exporter is not None:
-            exporter.finish(result)  # final values pushed (and served) before returning
+            context.succeeded()
+    except BaseException:
+        context.failed()
+        raise
+    finally:
+        context.close()
+    if exporter is not None:
+        exporter.finish(result)  # final values pushed (and served) before returning
     return result
+
+
+def _wait_for_run(result: PipelineResult, options: PipelineOptions, context: RunContext) -> None:
+    """Waits for the run; a first SIGINT/SIGTERM of a streaming run stops it gracefully."""
+    stop = _graceful_stop(options, result, context)
+    try:
+        with stop:
+            _wait(result, stop)
+    except BaseException as exc:
+        if stop.requested and not isinstance(exc, KeyboardInterrupt):
+            # A real failure (what the stop's own cancel causes never gets
+            # here): no success line, no claim that offsets were committed.
+            first_line = (str(exc).strip().splitlines() or [""])[0]
+            raise RunFailed(
+                f"the run failed after {stop.signal_name} asked it to stop: "
+                f"{type(exc).__name__}: {first_line} (results it had not written "
+                "are not committed; a run from the committed offsets reads them again)"
+            ) from exc
+        if isinstance(exc, KeyboardInterrupt):
+            _LOG.warning("interrupted: cancelling the pipeline")
+            try:
+                result.cancel()
+            except Exception as cancel_error:  # best effort on an interrupted runner
+                _LOG.warning("cancel failed: %s", cancel_error)
+        raise
+    if stop.requested:
+        print(f"beamstream: {stop.summary()}", file=sys.stderr, flush=True)
 
 
 def _say_runner(result: PipelineResult, options: PipelineOptions) -> None:
@@ -144,30 +154,6 @@ def _say_runner(result: PipelineResult, options: PipelineOptions) -> None:
         _LOG.warning("the DirectRunner runs this pipeline on Prism")
     else:
         _LOG.info("running on %s", executed)
-
-
-def fix_bundle_based_direct_runner() -> None:
-    """Installs beamstream's two BundleBasedDirectRunner fixes when that runner runs.
-
-    A long local stream stays fast (``window_gc``) and its counters count every
-    bundle (``direct_counters``). The default DirectRunner picks Prism or the
-    FnApiRunner instead when it can, and only ``run_pipeline`` knows, so the
-    fixes go in at the start of the BundleBasedDirectRunner's own
-    ``run_pipeline``, and never change a run on another runner. Idempotent.
-    """
-    from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner
-
-    original = BundleBasedDirectRunner.run_pipeline
-    if getattr(original, "_beamstream_fixes", False):
-        return
-
-    def run_pipeline(self, pipeline, options):
-        window_gc.install()
-        direct_counters.install()
-        return original(self, pipeline, options)
-
-    run_pipeline._beamstream_fixes = True  # type: ignore[attr-defined]
-    BundleBasedDirectRunner.run_pipeline = run_pipeline  # type: ignore[method-assign]
 
 
 def _metrics_exporter(options: PipelineOptions, build: Callable) -> MetricsExporter | None:
@@ -233,13 +219,13 @@ def _caused_by_cancel(exc: BaseException) -> bool:
     return isinstance(exc, grpc.RpcError) or "LiveFeed" in text or "in state CANCELLED" in text
 
 
-def _graceful_stop(options: PipelineOptions, result: PipelineResult):
+def _graceful_stop(options: PipelineOptions, result: PipelineResult, context: RunContext):
     """Signal handling for streaming runs (batch runs keep Python's defaults)."""
     from beamstream.launch.options import ShutdownOptions
-    from beamstream.runners.direct.shutdown import GracefulStop
+    from beamstream.launch.shutdown import GracefulStop
 
     flush = options.view_as(ShutdownOptions).on_stop == "flush"
-    return GracefulStop(result, flush=flush, enabled=is_streaming(options))
+    return GracefulStop(result, context, flush=flush, enabled=is_streaming(options))
 
 
 def is_streaming(options: PipelineOptions) -> bool:

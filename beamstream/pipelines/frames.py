@@ -106,7 +106,6 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[str, beam.P
         batched=FrameMetrics.wants_batches,
         event_time=events,
         kafka_config=kafka,
-        finality=(60.0, windowing.allowed_lateness),
     )
     outputs = pipeline | "ReadFrames" >> read | "FrameMetrics" >> metrics
     sinks = {  # output -> (step label, sink URI)
@@ -115,7 +114,7 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[str, beam.P
         "dead_letters": ("WriteDeadLetters", options.view_as(DeadLetterOptions).dead_letter_sink),
         "frames": ("WritePassthrough", o.passthrough_sink),
     }
-    read.commit_after(write_outputs(outputs, sinks, kafka))
+    write_outputs(outputs, sinks, kafka)
     return outputs
 
 

@@ -77,7 +77,7 @@ def score_stream(
         "predictions": (write_label, options.view_as(SinkOptions).sink),
         "dead_letters": ("WriteDeadLetters", options.view_as(DeadLetterOptions).dead_letter_sink),
     }
-    read.commit_after(write_outputs(outputs, sinks, kafka))
+    write_outputs(outputs, sinks, kafka)
     return outputs
 
 

@@ -41,7 +41,7 @@ from apache_beam.transforms import window
 from beamstream.argtypes import positive, positive_int
 from beamstream.dead_letter import DEAD_LETTER_TAG
 from beamstream.event_time import format_time
-from beamstream.io.sinks import WriteMessages
+from beamstream.io.sinks import Sink, WriteMessages
 from beamstream.io.sources import ReadMessages
 from beamstream.io.uris import SqlUri, parse_sink
 from beamstream.launch.help import pipeline_main
@@ -263,7 +263,7 @@ def prepare_last_n(engine) -> None:
     migrate(engine, LAST_N_TABLE, [_create_last_n_v1])
 
 
-class _WriteResults(beam.PTransform):
+class _WriteResults(Sink):
     """Message sinks get formatted records; databases get upserted rows.
 
     Returns what the write returns: for a database, its dead letters.
@@ -362,14 +362,11 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[str, Any]:
     events = event_time_policy(options)
     kafka = kafka_config(options)
     group_by = o.group_by
-    # A record can change the sliding windows ending up to ``duration`` after
-    # its period starts; a streaming read commits it once those are written.
     read = ReadMessages(
         o.source,
         batched=False,
         event_time=events,
         kafka_config=kafka,
-        finality=(o.period, o.allowed_lateness + o.duration - o.period),
     )
     parsed = (
         pipeline
@@ -410,7 +407,7 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[str, Any]:
     sinks = {
         "dead_letters": ("WriteDeadLetters", options.view_as(DeadLetterOptions).dead_letter_sink)
     }
-    read.commit_after([*written, *write_outputs(outputs, sinks, kafka)])
+    write_outputs(outputs, sinks, kafka)
     return outputs
 
 

@@ -35,6 +35,7 @@ from beamstream.counters import MESSAGES_CONSUMED, counter, error_counter
 from beamstream.dead_letter import DEAD_LETTER_TAG, dead_letter
 from beamstream.event_time import EventTimeError, parse_time
 from beamstream.io.elements import Message
+from beamstream.io.sinks import Sink
 from beamstream.io.sources import ReadMessages
 from beamstream.io.sql import RetryPolicy, RowWithPayload, WriteRows, migrate
 from beamstream.io.uris import SqlUri, UriError, parse_sink
@@ -203,7 +204,7 @@ class ParseSamples(beam.DoFn):
         yield RowWithPayload(row, text)
 
 
-class StoreSamples(beam.PTransform):
+class StoreSamples(Sink):
     """Messages → ``metric_samples`` rows upserted in ``url``; returns all dead letters."""
 
     def __init__(self, url: str, batch_size: int = 500, retry: RetryPolicy = RetryPolicy()):
@@ -279,7 +280,7 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> beam.PCollection
         kafka_config=kafka,
     )
     # What StoreSamples returns (its dead letters) moves on only after the
-    # rows before it were written: it tells a streaming read what to commit.
+    # rows before it were written: a Sink, it tells a streaming read what to commit.
     dead_letters = (
         pipeline
         | "ReadSamples" >> read
@@ -289,8 +290,7 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> beam.PCollection
     sinks = {
         "dead_letters": ("WriteDeadLetters", options.view_as(DeadLetterOptions).dead_letter_sink)
     }
-    written = write_outputs({"dead_letters": dead_letters}, sinks, kafka)
-    read.commit_after([dead_letters, *written])
+    write_outputs({"dead_letters": dead_letters}, sinks, kafka)
     return dead_letters
 
 

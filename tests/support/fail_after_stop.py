@@ -2,9 +2,10 @@
 
 Run as ``python -m tests.support.fail_after_stop --source=kafka://... --sink=PATH
 --streaming`` (through ``beamstream.cli``, as a user's command is run). The
-first record the step sees blocks it until SIGINT/SIGTERM asks the live feed
-to stop; then it raises. ``FAIL_AFTER_STOP_MARKER`` names a file created when
-the step is waiting, so a test knows when to send the signal.
+first record the step sees blocks it until the test has sent SIGINT/SIGTERM
+(it creates ``FAIL_AFTER_STOP_MARKER`` + ``.sent`` then); a moment later, with
+the stop under way, it raises. ``FAIL_AFTER_STOP_MARKER`` names a file created
+when the step is waiting, so a test knows when to send the signal.
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ from beamstream.io.sinks import WriteMessages
 from beamstream.io.sources import ReadMessages
 from beamstream.launch.options import SinkOptions, SourceOptions
 from beamstream.launch.run import parse_options, run_pipeline
-from beamstream.runners.direct import feed_process
 
 
 class InjectedFailure(RuntimeError):
     pass
+
+
+_WAITED: list[bool] = []  # retries of the step fail at once
 
 
 class _FailAfterStop(beam.DoFn):
@@ -34,21 +37,23 @@ class _FailAfterStop(beam.DoFn):
         if marker and not os.path.exists(marker):
             open(marker, "w").close()
         deadline = time.monotonic() + 120
-        while not feed_process.stop_requested() and time.monotonic() < deadline:
+        while marker and not os.path.exists(marker + ".sent") and time.monotonic() < deadline:
             time.sleep(0.02)
+        if not _WAITED:  # the signal handler runs in the main thread within 0.2 s
+            _WAITED.append(True)
+            time.sleep(1.0)
         raise InjectedFailure("injected failure after the stop was requested")
         yield message  # a generator, as a step's process usually is
 
 
 def build(pipeline: beam.Pipeline, options) -> None:
     read = ReadMessages(options.view_as(SourceOptions).source)
-    written = (
+    _ = (
         pipeline
         | "Read" >> read
         | "FailAfterStop" >> beam.ParDo(_FailAfterStop())
         | "Write" >> WriteMessages(options.view_as(SinkOptions).sink)
     )
-    read.commit_after([written])
 
 
 def main(argv: Sequence[str]) -> int:

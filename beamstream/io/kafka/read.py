@@ -1,18 +1,15 @@
-"""``ReadFromKafka`` and ``WriteToKafka``: pure-Python Kafka IO on kafka-python.
+"""``ReadFromKafka``: Kafka topics as ``Message`` or ``MessageBatch`` elements, on kafka-python.
 
-Reading picks its implementation in ``expand`` by runner, the way Beam picks
-runner-specific implementations:
-
-* streaming on the DirectRunner (``--streaming``, or a read that never stops):
-  the live feed (``live_feed.py``), because the streaming DirectRunner cannot
-  run an unbounded splittable DoFn (apache/beam#26577);
-* everywhere else (batch on the DirectRunner, Prism batch and streaming,
-  Flink, Dataflow, portable runners): ``KafkaPartitionSource``, an
-  ``UnboundedSource`` read as a splittable DoFn with bundle finalization.
-
-Both paths run the same ``KafkaBatchReader``. ``batched=True`` emits one
-``MessageBatch`` per partition poll (for transforms that aggregate);
-otherwise one ``Message`` per record.
+``expand`` builds one thing on every runner: ``KafkaPartitionSource``, an
+``UnboundedSource`` read as a splittable DoFn with bundle finalization (batch
+on the DirectRunner, Prism batch and streaming, Flink, Dataflow). Streaming on
+the DirectRunner (``--streaming``, or a read that never stops) cannot run an
+unbounded splittable DoFn (apache/beam#26577): there the run replaces this
+read with a live feed when it starts (``beamstream.runners.direct``), the way
+Beam's runners swap in their own implementations. Both run the same
+``KafkaBatchReader``. ``batched=True`` emits one ``MessageBatch`` per
+partition poll (for transforms that aggregate); otherwise one ``Message`` per
+record.
 
 Delivery (``commit=``, needs ``group=``):
 
@@ -20,11 +17,12 @@ Delivery (``commit=``, needs ``group=``):
   runner has durably finished the bundle that read them, through bundle
   finalization (Flink, Dataflow; Prism streaming, see below). The DirectRunner
   and Prism keep everything in memory, so there a batch run commits when it
-  has succeeded (``commit_deferred()``, called by every beamstream pipeline's
-  ``run``), and the streaming live feed commits what the sinks have written.
-  Streaming on Prism commits at bundle finalization, when Prism has finished
-  the read bundle but possibly before the windows its records belong to are
-  written: a crash of the Prism process can lose the open windows' records.
+  has succeeded (``commits.DeferredCommits``, owned by the run that
+  ``run_pipeline`` starts), and the streaming live feed commits what the sinks
+  have written. Streaming on Prism commits at bundle finalization, when Prism
+  has finished the read bundle but possibly before the windows its records
+  belong to are written: a crash of the Prism process can lose the open
+  windows' records.
 * ``auto``: what was read is committed every few seconds (faster; a crash can
   lose what was read but not yet processed).
 * ``none``: never commits.
@@ -43,17 +41,12 @@ from apache_beam.pipeline import PipelineVisitor
 
 from beamstream.io.event_time_policy import EventTimePolicy
 from beamstream.io.kafka.reader import KafkaReadSpec
-from beamstream.io.kafka.source import KafkaPartitionSource, commit_deferred
+from beamstream.io.kafka.source import KafkaPartitionSource
 from beamstream.io.uris import KafkaUri, parse_kafka_uri
-from beamstream.runners import (
-    PRISM_RUNNERS,
-    finalizes_in_process,
-    is_local_streaming,
-    pipeline_runner_name,
-)
+from beamstream.runners import PRISM_RUNNERS, finalizes_in_process, pipeline_runner_name
 
 _LOG = logging.getLogger(__name__)
-__all__ = ["ReadFromKafka", "commit_deferred", "deferred_reads", "read_spec"]
+__all__ = ["ReadFromKafka", "deferred_reads", "read_spec"]
 
 
 def read_spec(
@@ -90,37 +83,30 @@ class ReadFromKafka(beam.PTransform):
         event_time: EventTimePolicy = EventTimePolicy(),
         consumer_config: dict[str, Any] | None = None,
         max_batch: int | None = None,
-        finality: tuple[float, float] = (0.0, 0.0),
     ):
-        """``finality``: (largest window, allowed lateness) in seconds of the
-        pipeline's aggregations, so streaming commits wait for final windows."""
         super().__init__()
         # Batches travel as one element each: bigger ones pay the runner's
         # per-event cost less often. Single records gain nothing from it.
         max_batch = max_batch or (20_000 if batched else 5000)
-        self._spec = read_spec(uri, event_time, consumer_config, max_batch)
-        self._finality = finality
-        self._batched = batched
-        self.live_feed: beam.PTransform | None = None
+        self.spec = read_spec(uri, event_time, consumer_config, max_batch)
+        self.batched = batched
         self.deferral_key: str | None = None  # set when offsets wait for the run's success
 
-    def expand(self, pbegin):
-        spec = self._spec
-        unbounded = spec.stop == "never" and spec.max_records is None and spec.max_read_time is None
-        if is_local_streaming(pbegin.pipeline, unbounded):
-            from beamstream.runners.direct.finality import fixed_finality
-            from beamstream.runners.direct.kafka_feed import KafkaFeed
-            from beamstream.runners.direct.read_feed import ReadLiveFeed
+    @property
+    def unbounded(self) -> bool:
+        spec = self.spec
+        return spec.stop == "never" and spec.max_records is None and spec.max_read_time is None
 
-            finality = fixed_finality(*self._finality)
-            self.live_feed = ReadLiveFeed(KafkaFeed(spec, self._batched, finality))
-            return pbegin | "LiveFeed" >> self.live_feed
+    def expand(self, pbegin):
+        # No side effects here: the local streaming DirectRunner's live feed
+        # replaces this read at run time (beamstream.runners.direct.live_reads).
+        spec, unbounded = self.spec, self.unbounded
         streaming = pbegin.pipeline._options.view_as(StandardOptions).streaming  # noqa: SLF001
         if not streaming and not unbounded and finalizes_in_process(pbegin.pipeline):
             # The DirectRunner and Prism keep shuffled data in memory: a
             # finished read bundle is not durable, so a batch run commits only
             # when it succeeded. Their finalizers run in this process, where
-            # run_pipeline commits what they deferred.
+            # the run's DeferredCommits keep what they report (commits.py).
             self.deferral_key = uuid.uuid4().hex
             spec = dataclasses.replace(spec, deferral_key=self.deferral_key)
         if not streaming and not unbounded:
@@ -128,14 +114,14 @@ class ReadFromKafka(beam.PTransform):
             # does that anyway; Prism follows the source watermark as it goes,
             # and records behind it would come as LATE panes.
             spec = dataclasses.replace(spec, hold_watermark=True)
-        if self._batched and not streaming:
+        if self.batched and not streaming:
             # A batch run fires windows once, at the end: no source watermark is
             # needed, and batch consumers read each record's time themselves.
             spec = dataclasses.replace(spec, stamp_event_times=False)
         # Prism takes the read stage's watermark from the bundle that finished
         # last, not the minimum over partitions: one split for all of them there.
         split = pipeline_runner_name(pbegin.pipeline) not in PRISM_RUNNERS
-        source = KafkaPartitionSource(spec, self._batched, split_partitions=split)
+        source = KafkaPartitionSource(spec, self.batched, split_partitions=split)
         return pbegin | "ReadPartitions" >> beam.io.Read(source)
 
 

@@ -17,9 +17,7 @@ rebuilt from a mark goes on from the watermark reported before.
 from __future__ import annotations
 
 import logging
-import threading
 from collections import deque
-from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from apache_beam.coders import coders
@@ -27,6 +25,7 @@ from apache_beam.io.unbounded_source import CheckpointMark, UnboundedReader, Unb
 from apache_beam.utils.timestamp import MIN_TIMESTAMP, Timestamp
 
 from beamstream.io.elements import MAX_WATERMARK, NO_WATERMARK, MessageBatch, as_elements
+from beamstream.io.kafka.commits import committer, defer_commit
 from beamstream.io.kafka.reader import (
     KafkaBatchReader,
     KafkaReadSpec,
@@ -72,74 +71,12 @@ class KafkaCheckpointMark(CheckpointMark):
             if offset is None:
                 continue
             if spec.deferral_key is not None:
-                _defer_commit(spec.deferral_key, spec, partition, offset)
+                defer_commit(spec.deferral_key, spec, partition, offset)
             else:
-                _committer(spec).commit(partition, offset)
+                committer(spec).commit(partition, offset)
 
     def __repr__(self) -> str:
         return f"KafkaCheckpointMark({self.next_offsets}, wm={self.watermark_us})"
-
-
-class _Committer:
-    """One consumer per (servers, group) per worker, used only to commit."""
-
-    def __init__(self, spec: KafkaReadSpec):
-        self._consumer = open_consumer(spec)
-        self._lock = threading.Lock()
-
-    def commit(self, partition: tuple[str, int], offset: int) -> None:
-        from kafka import OffsetAndMetadata, TopicPartition
-
-        with self._lock:
-            self._consumer.commit({TopicPartition(*partition): OffsetAndMetadata(offset, "", -1)})
-
-
-_COMMITTERS: dict[tuple[Any, ...], _Committer] = {}
-_COMMITTERS_LOCK = threading.Lock()
-
-
-# Offsets finalized on a non-durable runner, committed by commit_deferred()
-# once the run succeeded: {deferral key: (spec, {partition: next offset})}.
-# Finalizers run on the runner's threads, so the offsets meet run_pipeline
-# here; each read's own key keeps runs apart.
-_DEFERRED: dict[str, tuple[KafkaReadSpec, dict[tuple[str, int], int]]] = {}
-
-
-def _spec_key(spec: KafkaReadSpec) -> tuple[Any, ...]:
-    return (spec.bootstrap_servers, spec.group, tuple(sorted(spec.consumer_config.items())))
-
-
-def _defer_commit(
-    key: str, spec: KafkaReadSpec, partition: tuple[str, int], offset: int
-) -> None:
-    with _COMMITTERS_LOCK:
-        offsets = _DEFERRED.setdefault(key, (spec, {}))[1]
-        offsets[partition] = max(offset, offsets.get(partition, 0))
-
-
-def commit_deferred(keys: Iterable[str]) -> int:
-    """Commits the offsets these reads deferred until success; returns how many partitions."""
-    with _COMMITTERS_LOCK:
-        pending = [_DEFERRED.pop(key) for key in set(keys) if key in _DEFERRED]
-    for spec, offsets in pending:
-        for partition, offset in offsets.items():
-            _committer(spec).commit(partition, offset)
-    return sum(len(offsets) for _, offsets in pending)
-
-
-def discard_deferred(keys: Iterable[str]) -> None:
-    """Forgets what these reads deferred (a failed run), so a rerun reads it again."""
-    with _COMMITTERS_LOCK:
-        for key in keys:
-            _DEFERRED.pop(key, None)
-
-
-def _committer(spec: KafkaReadSpec) -> _Committer:
-    key = _spec_key(spec)
-    with _COMMITTERS_LOCK:
-        if key not in _COMMITTERS:
-            _COMMITTERS[key] = _Committer(spec)
-        return _COMMITTERS[key]
 
 
 class _Pending(NamedTuple):

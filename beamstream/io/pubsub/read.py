@@ -1,22 +1,21 @@
-"""``ReadFromPubSubMessages`` and ``WriteToPubSubMessages``: Pub/Sub in pipelines.
+"""``ReadFromPubSubMessages``: a Pub/Sub subscription (or topic) as messages in event time.
 
-Like the Kafka IO, the implementation is picked in ``expand`` by runner:
+``expand`` builds Beam's native ``ReadFromPubSub`` on every runner (Dataflow,
+Flink, Prism). Event time there is the timestamp attribute (or the publish
+time): set ``timestamp_attribute`` when event time matters, because
+re-timestamping behind the source watermark makes elements late.
 
-* on the DirectRunner, reading goes through the live feed (``pubsub_feed``):
-  large synchronous pulls, event time from the timestamp attribute or the
-  payload, a watermark that follows event time, acks once the pipeline took
-  the data in. Beam's own DirectRunner read holds the watermark at wall-clock
-  time and pulls 10 messages per bundle, so replayed data would all be late.
-  Writing uses the plain publisher in a DoFn.
-* everywhere else (Dataflow, Flink, Prism): Beam's native ``ReadFromPubSub``
-  and ``WriteToPubSub``. Event time there is the timestamp attribute (or the
-  publish time): set ``timestamp_attribute`` when event time matters, because
-  re-timestamping behind the source watermark makes elements late.
+On the DirectRunner the run replaces it when it starts with the live feed
+(``beamstream.runners.direct.pubsub_feed``): large synchronous pulls, event
+time from the timestamp attribute or the payload, a watermark that follows
+event time, acks once results are written. Beam's own DirectRunner read holds
+the watermark at wall-clock time and pulls 10 messages per bundle, so
+replayed data would all be late.
 
-A topic URI as a source reads through a new subscription created when the
-pipeline is built (locally: ``<topic>-beamstream-<random>``, deleted when the
-read stops; on Dataflow: the one Beam's source creates); it sees only
-messages published after that. Use a subscription URI to read a backlog.
+A topic URI as a source reads through a new subscription created when the run
+starts (locally: ``<topic>-beamstream-<random>``, deleted when the read stops;
+elsewhere: the one Beam's source creates); it sees only messages published
+after that. Use a subscription URI to read a backlog.
 """
 
 from __future__ import annotations
@@ -29,7 +28,6 @@ from beamstream.io.elements import Message, MessageBatch
 from beamstream.io.event_time_policy import EventTimePolicy
 from beamstream.io.pubsub.spec import PubSubReadSpec
 from beamstream.io.uris import PubSubUri, parse_pubsub_uri
-from beamstream.runners import is_local_streaming
 
 
 def _as_uri(uri: PubSubUri | str) -> PubSubUri:
@@ -93,46 +91,33 @@ class ReadFromPubSubMessages(beam.PTransform):
         id_label: str | None = None,
         with_attributes: bool = True,
         max_batch: int = 1000,
-        finality: tuple[float, float] = (0.0, 0.0),
     ):
-        """``finality``: (largest window, allowed lateness) in seconds of what the
-        pipeline aggregates; locally, messages are acked once their windows are
-        written for good (when ``ReadMessages.commit_after`` reports the sinks),
-        else once the pipeline took them in."""
         super().__init__()
-        self._uri = _as_uri(uri)
-        self._finality = finality
-        self.live_feed: beam.PTransform | None = None
-        self._batched = batched
+        self.uri = _as_uri(uri)
+        self.batched = batched
         self._event_time = event_time
         self._timestamp_attribute = timestamp_attribute
         self._id_label = id_label
         self._with_attributes = with_attributes
         self._max_batch = max_batch
 
-    def expand(self, pbegin):
-        uri = self._uri
-        if is_local_streaming(pbegin.pipeline, unbounded=True):
-            from beamstream.runners.direct.finality import fixed_finality
-            from beamstream.runners.direct.pubsub_feed import PubSubFeed
-            from beamstream.runners.direct.read_feed import ReadLiveFeed
+    def read_spec(self, subscription: str, created: bool) -> PubSubReadSpec:
+        """What the local live feed reads: ``subscription``, deleted at the end if ``created``."""
+        return PubSubReadSpec(
+            subscription=subscription,
+            event_time=self._event_time,
+            timestamp_attribute=self._timestamp_attribute,
+            id_label=self._id_label,
+            with_attributes=self._with_attributes,
+            max_batch=self._max_batch,
+            delete_on_close=created,
+        )
 
-            subscription, created = uri.path, False
-            if not uri.is_subscription:
-                subscription, created = create_read_subscription(uri), True
-            spec = PubSubReadSpec(
-                subscription=subscription,
-                event_time=self._event_time,
-                timestamp_attribute=self._timestamp_attribute,
-                id_label=self._id_label,
-                with_attributes=self._with_attributes,
-                max_batch=self._max_batch,
-                delete_on_close=created,
-            )
-            self.live_feed = ReadLiveFeed(
-                PubSubFeed(spec, self._batched, fixed_finality(*self._finality))
-            )
-            return pbegin | "LiveFeed" >> self.live_feed
+    def expand(self, pbegin):
+        # Beam's own read on every runner; on the local streaming DirectRunner
+        # the run replaces it with a live feed when it starts (and creates the
+        # subscription of a topic URI then, not here).
+        uri = self.uri
         read = beam.io.ReadFromPubSub(
             topic=None if uri.is_subscription else uri.path,
             subscription=uri.path if uri.is_subscription else None,
@@ -143,5 +128,5 @@ class ReadFromPubSubMessages(beam.PTransform):
         return (
             pbegin
             | "ReadFromPubSub" >> read
-            | "ToMessage" >> beam.ParDo(_ToMessage(uri.path, self._batched, self._with_attributes))
+            | "ToMessage" >> beam.ParDo(_ToMessage(uri.path, self.batched, self._with_attributes))
         )

@@ -15,7 +15,8 @@ from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
 from apache_beam.utils.timestamp import Timestamp
 
-from beamstream.runners.direct.feed_process import _FEEDS
+from beamstream.runners.direct.feed import _PROBE, _SINK_WATERMARK
+from beamstream.runners.direct.slots import FeedSlots
 
 
 class _ReportSinkWatermark(beam.DoFn):
@@ -29,13 +30,19 @@ class _ReportSinkWatermark(beam.DoFn):
     LATEST = ReadModifyWriteStateSpec("latest", VarIntCoder())
     FIRE = TimerSpec("fire", TimeDomain.WATERMARK)
 
-    def __init__(self, feed_ids: list[str]):
-        self._feed_ids = feed_ids
+    def __init__(self, slots_paths: list[str]):
+        self._slots_paths = slots_paths
+        self._feeds: list[FeedSlots] = []
 
     def setup(self):
-        self._feeds = [_FEEDS[f] for f in self._feed_ids if f in _FEEDS]
-        for feed in self._feeds:
-            feed.attach_probe()
+        self._feeds = [FeedSlots(path) for path in self._slots_paths]
+        for slots in self._feeds:
+            slots[_PROBE] = 1
+
+    def teardown(self):
+        for slots in self._feeds:
+            slots.close()
+        self._feeds = []
 
     def process(
         self,
@@ -59,8 +66,8 @@ class _ReportSinkWatermark(beam.DoFn):
         latest=beam.DoFn.StateParam(LATEST),
         fire=beam.DoFn.TimerParam(FIRE),
     ):
-        for feed in self._feeds:
-            feed.report_sink_watermark(timestamp.micros)
+        for slots in self._feeds:
+            slots.raise_to(_SINK_WATERMARK, timestamp.micros)
         later = latest.read()
         latest.clear()
         if later is not None and later > timestamp.micros:
@@ -72,15 +79,16 @@ class _ReportSinkWatermark(beam.DoFn):
 
 
 class CommitAfterWrites(beam.PTransform):
-    """Tells the live feeds of ``heartbeats`` how far the given writes have got.
+    """Tells live feeds how far the given writes have got.
 
-    ``written`` are the PCollections sinks return; their output watermark moves
-    only once everything before it has been written.
+    Applied to (the feed's heartbeats, *what the sinks return*): the sinks'
+    output watermark moves only once everything before it has been written.
+    ``slots_paths``: the progress slots of the feeds to tell.
     """
 
-    def __init__(self, feed_ids: list[str]):
+    def __init__(self, slots_paths: list[str]):
         super().__init__()
-        self._feed_ids = feed_ids
+        self._slots_paths = slots_paths
 
     def expand(self, pcolls):
         global_windows = [
@@ -92,4 +100,4 @@ class CommitAfterWrites(beam.PTransform):
             | "Progress" >> beam.Flatten()
             | "Key" >> beam.Map(lambda _: ("", 0)).with_output_types(tuple[str, int])
         )
-        return keyed | "ReportSinkWatermark" >> beam.ParDo(_ReportSinkWatermark(self._feed_ids))
+        return keyed | "ReportSinkWatermark" >> beam.ParDo(_ReportSinkWatermark(self._slots_paths))

@@ -58,17 +58,21 @@ def install() -> bool:
         return False
 
     def call(self, state_sampler):
-        label = self._applied_ptransform.full_label
+        try:
+            label = self._applied_ptransform.full_label
+            metrics = self._evaluation_context.metrics()
+            bundle = self._input_bundle
+        except AttributeError:  # Beam's executor changed: count as Beam does
+            return original(self, state_sampler)
         stale = _cached_container(state_sampler, label)
         before = stale.get_cumulative().counters if stale is not None else None
         result = original(self, state_sampler)
         if stale is not None and before is not None:
             increase = _counter_increase(before, stale.get_cumulative().counters)
             if increase:
-                metrics = self._evaluation_context.metrics()
                 update = MetricUpdates(counters=increase)
-                metrics.commit_logical(self._input_bundle, update)
-                metrics.commit_physical(self._input_bundle, update)
+                metrics.commit_logical(bundle, update)
+                metrics.commit_physical(bundle, update)
         return result
 
     transform_executor.call = call

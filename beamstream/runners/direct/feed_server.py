@@ -18,7 +18,6 @@ import sys
 import threading
 import time
 from concurrent import futures
-from multiprocessing import resource_tracker, shared_memory
 
 from beamstream.io.elements import NO_WATERMARK
 from beamstream.log_flood import quiet_kafka_client_logs
@@ -29,9 +28,10 @@ from beamstream.runners.direct.feed import (
     FeedFactory,
     FeedProgress,
 )
+from beamstream.runners.direct.slots import FeedSlots
 
 
-def _serve(factory: FeedFactory, acked_memory: str, max_in_flight: int, parent_pid: int) -> None:
+def _serve(factory: FeedFactory, slots_path: str, max_in_flight: int, parent_pid: int) -> None:
     """Child process body: serve the feed on a free loopback port, print the port."""
     import grpc
     from apache_beam.portability.api import (
@@ -43,13 +43,8 @@ def _serve(factory: FeedFactory, acked_memory: str, max_in_flight: int, parent_p
     TimestampedElement = beam_runner_api_pb2.TestStreamPayload.TimestampedElement
     stopped = threading.Event()
     coder = BatchCoder()
-    shared = shared_memory.SharedMemory(name=acked_memory)
-    # The parent owns (and unlinks) the segment; do not let this process's
-    # resource tracker claim it too.
-    resource_tracker.unregister(shared._name, "shared_memory")  # type: ignore[attr-defined]
-    assert shared.buf is not None
-    acked_view = shared.buf.cast("q")
-    progress = FeedProgress(acked_view)
+    slots = FeedSlots(slots_path)
+    progress = FeedProgress(slots)
     acked = progress
 
     def heartbeat(last_watermark: int | None):
@@ -127,8 +122,7 @@ def _serve(factory: FeedFactory, acked_memory: str, max_in_flight: int, parent_p
         if os.getppid() != parent_pid:  # the pipeline process is gone
             break
     server.stop(grace=2).wait()
-    acked_view.release()
-    shared.close()
+    slots.close()
 
 
 _END = object()
@@ -160,8 +154,8 @@ def _child_main() -> None:
     """Entry point of the feed process: the feed factory and slots come on stdin."""
     logging.basicConfig(level=logging.WARNING, format="live-feed: %(levelname)s %(message)s")
     quiet_kafka_client_logs()
-    factory, acked_memory, max_in_flight, parent_pid = pickle.loads(sys.stdin.buffer.read())
-    _serve(factory, acked_memory, max_in_flight, parent_pid)
+    factory, slots_path, max_in_flight, parent_pid = pickle.loads(sys.stdin.buffer.read())
+    _serve(factory, slots_path, max_in_flight, parent_pid)
 
 
 if __name__ == "__main__":

@@ -7,13 +7,12 @@ heartbeat per event for the probe behind the sinks (``commit_probe``).
 
 from __future__ import annotations
 
-import uuid
-
 import apache_beam as beam
 from apache_beam.transforms import window
 
-from beamstream.runners.direct.feed import BatchCoder, FeedFactory, ProgressMarker
-from beamstream.runners.direct.feed_process import _FEEDS, _FeedProcess
+from beamstream.runners.direct.feed import _ACKED, BatchCoder, ProgressMarker
+from beamstream.runners.direct.feed_process import FeedProcess
+from beamstream.runners.direct.slots import FeedSlots
 
 HEARTBEAT_TAG = "progress"
 
@@ -25,27 +24,34 @@ class _AckAndUnwrap(beam.DoFn):
     newest event time, for the progress probe behind the sinks.
     """
 
-    def __init__(self, feed_id: str):
-        self._feed_id = feed_id
-        self._feed: _FeedProcess | None = None
+    def __init__(self, slots_path: str):
+        self._slots_path = slots_path
+        self._slots: FeedSlots | None = None
         self._last_seq = 0
 
     def setup(self):
-        self._feed = _FEEDS.get(self._feed_id)
+        self._slots = FeedSlots(self._slots_path)
+
+    def teardown(self):
+        if self._slots is not None:
+            self._slots.close()
+            self._slots = None
+
+    def _ack(self, seq: int) -> None:
+        if self._slots is not None:
+            self._slots.raise_to(_ACKED, seq)
 
     def process(self, element, timestamp=beam.DoFn.TimestampParam):
         seq, value = element
         if isinstance(value, ProgressMarker):
-            if self._feed is not None:
-                self._feed.ack(seq)
+            self._ack(seq)
             yield beam.pvalue.TaggedOutput(
                 HEARTBEAT_TAG, window.TimestampedValue(("", seq), timestamp)
             )
             return
         if seq != self._last_seq:
             self._last_seq = seq
-            if self._feed is not None:
-                self._feed.ack(seq)
+            self._ack(seq)
             times = getattr(value, "event_times_us", None)
             newest = max((t for t in times if t is not None), default=None) if times else None
             yield beam.pvalue.TaggedOutput(
@@ -58,32 +64,26 @@ class _AckAndUnwrap(beam.DoFn):
 
 
 class ReadLiveFeed(beam.PTransform):
-    """Streams a feed into the local streaming DirectRunner through TestStream.
+    """Streams a started feed process into the local streaming DirectRunner through TestStream.
 
-    Only for the DirectRunner: the feed process lives beside the pipeline.
-    After expansion, ``heartbeats`` and ``feed_id`` let ``CommitAfterWrites``
-    report sink progress back to the feed.
+    Applied at run time in place of a read (``live_reads``). After expansion,
+    ``heartbeats`` feeds the probe behind the sinks (``CommitAfterWrites``).
     """
 
-    def __init__(self, factory: FeedFactory, max_in_flight: int = 8):
+    def __init__(self, feed: FeedProcess):
         super().__init__()
-        self._factory = factory
-        self._max_in_flight = max_in_flight
-        self.feed_id: str | None = None
+        self._feed = feed
         self.heartbeats: beam.PCollection | None = None
 
     def expand(self, pbegin):
         from apache_beam.testing.test_stream import TestStream
 
-        self.feed_id = uuid.uuid4().hex
-        process = _FeedProcess(self._factory, self._max_in_flight)
-        _FEEDS[self.feed_id] = process
         outputs = (
             pbegin
-            | "LiveFeed" >> TestStream(coder=BatchCoder(), endpoint=process.endpoint)
-            | "Ack" >> beam.ParDo(_AckAndUnwrap(self.feed_id)).with_outputs(
-                HEARTBEAT_TAG, main="records"
-            )
+            | "LiveFeed" >> TestStream(coder=BatchCoder(), endpoint=self._feed.endpoint)
+            | "Ack"
+            >> beam.ParDo(_AckAndUnwrap(self._feed.slots_path)).with_outputs(HEARTBEAT_TAG)
         )
         self.heartbeats = outputs[HEARTBEAT_TAG]
-        return outputs.records
+        # The main output's tag is None, as the read it replaces had.
+        return outputs[None]

@@ -17,6 +17,7 @@ from beamstream.io.event_time_policy import EventTimePolicy
 from beamstream.io.kafka import ReadFromKafka, WriteToKafka
 from beamstream.io.kafka.reader import KafkaReadError
 from beamstream.launch.run import run_pipeline
+from tests.support import runs
 from tests.support.kafka_offsets import committed_offsets
 
 pytestmark = pytest.mark.integration
@@ -211,7 +212,7 @@ def test_streaming_on_direct_runner_counts_live_records_per_window(kafka_broker)
         | beam.Map(lambda n, w=beam.DoFn.WindowParam: (int(w.start), n))
         | beam.Map(_collect, key)
     )
-    result = pipeline.run()
+    result, run = runs.start(pipeline)
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
     start = int(time.time()) + 1
     sent: dict[int, int] = {}
@@ -243,7 +244,7 @@ def test_streaming_on_direct_runner_counts_live_records_per_window(kafka_broker)
         # results arrived while the pipeline was still running
         assert str(result.state) == "RUNNING"
     finally:
-        result.cancel()
+        runs.cancel(result, run)
 
 
 _A_WAITING = threading.Event()  # run A has read (and deferred) everything

@@ -19,6 +19,7 @@ from beamstream.io.sinks import WriteMessages
 from beamstream.io.sources import ReadMessages
 from beamstream.io.uris import UriError
 from tests.services.ports import unique_name
+from tests.support.runs import cancel, start
 
 DEADLINE_S = 60.0
 
@@ -83,7 +84,7 @@ def test_streaming_count_from_timestamp_attribute(pubsub_emulator) -> None:
         event_time=EventTimePolicy(field=None, idle_timeout_s=1.0),
     )
     _count_per_second(pipeline, source, f"pubsub://{out_topic}")
-    result = pipeline.run()
+    result, run = start(pipeline)
     try:
         # Frames carry no time in the payload: event time comes from the attribute.
         start_ms = (int(time.time()) - 30) * 1000
@@ -96,7 +97,7 @@ def test_streaming_count_from_timestamp_attribute(pubsub_emulator) -> None:
         with open_subscriber(f"pubsub://{out_sub}") as sub:
             got = _collect_counts(sub, sum(expected.values()))
     finally:
-        result.cancel()
+        cancel(result, run)
     assert dict(got) == dict(expected)
 
 
@@ -135,12 +136,12 @@ def test_replay_a_year_old_backlog_matches_plain_python(pubsub_emulator) -> None
         | beam.ParDo(_PerSecond())
         | WriteMessages(f"pubsub://{out_topic}")
     )
-    result = pipeline.run()
+    result, run = start(pipeline)
     try:
         with open_subscriber(f"pubsub://{out_sub}") as sub:
             got = _collect_counts(sub, len(times))
     finally:
-        result.cancel()
+        cancel(result, run)
     assert dict(got) == dict(expected)
 
 
@@ -158,7 +159,7 @@ def test_year_old_frames_published_to_an_idle_pipeline_are_on_time(pubsub_emulat
         event_time=EventTimePolicy(field="timestamp", idle_timeout_s=3.0),
     )
     _count_per_second(pipeline, source, f"pubsub://{out_topic}")
-    result = pipeline.run()
+    result, run = start(pipeline)
     try:
         time.sleep(10)  # idle since start, far beyond the idle timeout
         base_ms = (int(time.time()) - 365 * 86_400) * 1000
@@ -169,7 +170,7 @@ def test_year_old_frames_published_to_an_idle_pipeline_are_on_time(pubsub_emulat
         with open_subscriber(f"pubsub://{out_sub}") as sub:
             got = _collect_counts(sub, len(times))
     finally:
-        result.cancel()
+        cancel(result, run)
     assert dict(got) == dict(Counter(t // 1000 for t in times))
 
 
@@ -205,7 +206,7 @@ def test_batched_read_carries_attributes_and_watermarks(pubsub_emulator) -> None
         )
         | WriteMessages(f"pubsub://{out_topic}")
     )
-    result = pipeline.run()
+    result, run = start(pipeline)
     got = []
     try:
         with open_subscriber(f"pubsub://{out_sub}") as reader:
@@ -215,7 +216,7 @@ def test_batched_read_carries_attributes_and_watermarks(pubsub_emulator) -> None
                     got.append(m.json())
                     m.ack()
     finally:
-        result.cancel()
+        cancel(result, run)
     assert sorted(r["i"] for r in got) == list(range(300))
     assert {r["key"] for r in got} == {"k"}
     assert all(r["event_ms"] == base_ms + r["i"] * 10 for r in got)
@@ -247,8 +248,6 @@ def test_a_subscription_is_not_a_sink() -> None:
 
 @pytest.mark.integration
 def test_stop_request_flushes_open_windows_and_stops_the_feed(pubsub_emulator) -> None:
-    from beamstream.runners.direct import feed_process
-
     frames_topic, frames_sub, out_topic, out_sub = _in_and_out(pubsub_emulator, "stop")
     start_s = 1_700_000_000
     with open_publisher(f"pubsub://{frames_topic}") as pub:
@@ -260,9 +259,8 @@ def test_stop_request_flushes_open_windows_and_stops_the_feed(pubsub_emulator) -
     read = ReadMessages(
         f"pubsub://{frames_sub}",
         event_time=EventTimePolicy(field="timestamp", idle_timeout_s=600),
-        finality=(1.0, 0.0),
     )
-    written = (
+    _ = (
         pipeline
         | "Read" >> read
         | beam.WindowInto(window.FixedWindows(1))
@@ -271,15 +269,14 @@ def test_stop_request_flushes_open_windows_and_stops_the_feed(pubsub_emulator) -
         | beam.ParDo(_PerSecond())
         | WriteMessages(f"pubsub://{out_topic}")
     )
-    read.commit_after([written])
-    result = pipeline.run()
+    result, run = start(pipeline)
     try:
         with open_subscriber(f"pubsub://{out_sub}") as sub:
             first = _collect_counts(sub, 200)  # the two windows the watermark closed
             assert dict(first) == {start_s: 100, start_s + 1: 100}
-            # Stops every live feed of this process (earlier tests' ones too).
-            assert feed_process.request_stop(flush=True) >= 1
+            # Stops this run's live feed (and only it: earlier tests' runs are their own).
+            assert run.request_stop(flush=True) == 1
             rest = _collect_counts(sub, 300)
     finally:
-        result.cancel()
+        cancel(result, run)
     assert dict(rest) == {start_s + 2: 100, start_s + 3: 100, start_s + 4: 100}

@@ -48,6 +48,7 @@ def test_failure_after_sigterm_exits_nonzero_with_one_line_and_claims_no_commit(
             assert time.monotonic() < deadline, "the pipeline never reached its failing step"
             time.sleep(0.1)
         process.send_signal(signal.SIGTERM)
+        (tmp_path / "waiting.sent").touch()
         code = process.wait(120)
     finally:
         if process.poll() is None:

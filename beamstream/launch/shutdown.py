@@ -1,10 +1,13 @@
-"""Graceful shutdown of a streaming run on the DirectRunner.
+"""Graceful shutdown of a streaming run.
 
-The first SIGINT or SIGTERM asks every live feed to stop reading; each lets
+On the DirectRunner the first SIGINT or SIGTERM asks the run's live feeds to
+stop reading; each lets
 the pipeline process what it already read, commits what the sinks have
 written for good, and then either keeps open windows open (``finish``: the
 run is cancelled, their records are read again after a restart) or closes
-them (``flush``: the run ends by itself). A second signal cancels at once.
+them (``flush``: the run ends by itself). On Prism, Flink or Dataflow the
+runner reads the sources itself, and the run is cancelled. A second signal
+cancels at once.
 """
 
 from __future__ import annotations
@@ -14,20 +17,34 @@ import signal
 import threading
 import time
 from types import FrameType
+from typing import Protocol
 
 from apache_beam.runners.runner import PipelineResult
 
-from beamstream.runners.direct import feed_process
-
 _LOG = logging.getLogger(__name__)
+
+
+class LiveFeeds(Protocol):
+    """The run's live feeds (``RunContext``): none off the DirectRunner."""
+
+    def request_stop(self, flush: bool) -> int: ...
+
+    def all_stopped(self) -> bool: ...
 STOP_TIMEOUT_S = 120.0
 
 
 class GracefulStop:
     """Context manager installing the signal handlers around ``wait_until_finish``."""
 
-    def __init__(self, result: PipelineResult, flush: bool = False, enabled: bool = True):
+    def __init__(
+        self,
+        result: PipelineResult,
+        feeds: LiveFeeds,
+        flush: bool = False,
+        enabled: bool = True,
+    ):
         self._result = result
+        self._live = feeds
         self._flush = flush
         self._enabled = enabled
         self.signal_name: str | None = None
@@ -53,7 +70,7 @@ class GracefulStop:
         if self.requested:
             raise KeyboardInterrupt  # second signal: stop now
         self.signal_name = signal.Signals(signum).name
-        feeds = self._feeds = feed_process.request_stop(flush=self._flush)
+        feeds = self._feeds = self._live.request_stop(flush=self._flush)
         if feeds:
             _LOG.warning(
                 "%s: stopping %d live source(s) (%s)",
@@ -67,7 +84,7 @@ class GracefulStop:
 
     def _cancel_when_stopped(self) -> None:
         deadline = time.monotonic() + STOP_TIMEOUT_S
-        while not feed_process.all_stopped() and time.monotonic() < deadline:
+        while not self._live.all_stopped() and time.monotonic() < deadline:
             time.sleep(0.1)
         if self._flush:
             # The feeds end their streams; the run finishes by itself. Give it time.

@@ -1,0 +1,41 @@
+"""beamstream's BundleBasedDirectRunner fixes, installed when (and only when) that runner runs.
+
+``window_gc`` (a long local stream stays fast) and ``direct_counters`` (its
+counters count every bundle) patch Beam internals. The default DirectRunner
+picks Prism or the FnApiRunner when it can, and decides only when the run
+starts, so ``install()`` wraps the BundleBasedDirectRunner's own
+``run_pipeline``: the patches go in when that runner starts a run and never
+change a run on another runner. Every patch checks its hook points first and
+leaves Beam as it is, with a warning, where they differ.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from beamstream.runners.direct import direct_counters, window_gc
+
+_LOG = logging.getLogger(__name__)
+_MARK = "_beamstream_fixes"
+
+
+def install() -> bool:
+    """Wraps ``BundleBasedDirectRunner.run_pipeline`` (idempotent); False if Beam differs."""
+    from apache_beam.runners.direct import direct_runner
+
+    runner = getattr(direct_runner, "BundleBasedDirectRunner", None)
+    original = getattr(runner, "run_pipeline", None)
+    if runner is None or original is None:
+        _LOG.warning("DirectRunner fixes not installed: unexpected Beam internals")
+        return False
+    if getattr(original, _MARK, False):
+        return True
+
+    def run_pipeline(self, pipeline, options):
+        window_gc.install()
+        direct_counters.install()
+        return original(self, pipeline, options)
+
+    setattr(run_pipeline, _MARK, True)
+    runner.run_pipeline = run_pipeline
+    return True
