@@ -17,6 +17,7 @@ Only counters are carried over (the only metric kind beamstream reports).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 _LOG = logging.getLogger(__name__)
@@ -43,19 +44,9 @@ def _counter_increase(before: dict, after: dict) -> dict:
     }
 
 
-def install() -> bool:
-    """Patches the DirectRunner's executor (idempotent); False if Beam differs."""
-    global _INSTALLED
-    if _INSTALLED:
-        return True
+def counting_every_bundle(original: Callable) -> Callable:
+    """``TransformExecutor.call`` that also commits what a stale cached container counted."""
     from apache_beam.metrics.execution import MetricUpdates
-    from apache_beam.runners.direct import executor
-
-    transform_executor = getattr(executor, "TransformExecutor", None)
-    original = getattr(transform_executor, "call", None)
-    if transform_executor is None or original is None:
-        _LOG.warning("counter fix not installed: unexpected Beam internals")
-        return False
 
     def call(self, state_sampler):
         try:
@@ -75,6 +66,22 @@ def install() -> bool:
                 metrics.commit_physical(bundle, update)
         return result
 
-    transform_executor.call = call
+    call.__module__ = __name__
+    return call
+
+
+def install() -> bool:
+    """Patches the DirectRunner's executor (idempotent); False if Beam differs."""
+    global _INSTALLED
+    if _INSTALLED:
+        return True
+    from apache_beam.runners.direct import executor
+
+    transform_executor = getattr(executor, "TransformExecutor", None)
+    original = getattr(transform_executor, "call", None)
+    if transform_executor is None or original is None:
+        _LOG.warning("counter fix not installed: unexpected Beam internals")
+        return False
+    transform_executor.call = counting_every_bundle(original)
     _INSTALLED = True
     return True
