@@ -1,6 +1,7 @@
-"""Inference throughput: ``beamstream infer`` on the DirectRunner vs raw ``predict_proba``.
+"""Inference throughput: ``beamstream infer`` on the DirectRunner vs same-run references.
 
     python -m bench.infer [--requests 200000] [--max_batch_size 2000] [--workdir DIR]
+                          [--kafka_requests 200000 | --kafka_requests 0]
 
 Writes N digit requests (held-out images, alternately as ``features`` and as
 8x8 ``image``) to a JSON Lines file, then in the same run measures
@@ -11,6 +12,14 @@ Writes N digit requests (held-out images, alternately as ``features`` and as
 * a plain Python loop: json.loads -> predict_proba in batches -> json.dumps.
 
 and prints the rates and the pipeline/raw ratio. Target: >= 20,000 predictions/s.
+
+Then Kafka -> Kafka (``--kafka_requests``, 0 skips it), on the tests' broker
+(Apache Kafka when installed, else Tansu): the requests are produced to a
+4-partition topic; the raw kafka-python drain of that topic (assign + poll, no
+processing) is measured, then ``beamstream infer`` reads it bounded
+(``stop=end``) and writes the predictions to a second topic. Printed: both
+rates and their ratio (target >= 0.5x the drain), and whether every request
+was answered exactly once.
 """
 
 from __future__ import annotations
@@ -25,6 +34,8 @@ import time
 import numpy as np
 
 TARGET = 20_000
+KAFKA_TARGET = 0.5  # of the raw drain
+KAFKA_PARTITIONS = 4
 
 
 def write_requests(path: str, n: int) -> np.ndarray:
@@ -112,11 +123,86 @@ def pipeline_rate(model_dir: str, path: str, out_prefix: str, batch: int) -> tup
     return clock, count
 
 
+def request_lines(path: str, n: int) -> list[str]:
+    """The first ``n`` requests of the file, repeated with fresh ids when it has fewer."""
+    with open(path, encoding="utf-8") as handle:
+        lines = [line.rstrip("\n") for line in handle]
+    out = []
+    for i in range(n):
+        record = json.loads(lines[i % len(lines)])
+        record["id"] = f"k{i}"
+        out.append(json.dumps(record, separators=(",", ":")))
+    return out
+
+
+def read_ids(bootstrap: str, topic: str, expected: int, idle_s: float = 10.0) -> list[str]:
+    """Every ``id`` on ``topic``: until ``expected`` are read or ``idle_s`` pass without any."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
+    consumer.assign(parts)
+    consumer.seek_to_beginning(*parts)
+    ids: list[str] = []
+    last = time.monotonic()
+    while len(ids) < expected and time.monotonic() - last < idle_s:
+        for records in consumer.poll(timeout_ms=500).values():
+            ids.extend(json.loads(r.value)["id"] for r in records)
+            last = time.monotonic()
+    consumer.close()
+    return ids
+
+
+def kafka_section(model_dir: str, path: str, n: int, batch: int) -> dict:
+    """Requests topic -> infer (bounded) -> predictions topic, beside the raw drain."""
+    from collections import Counter
+
+    from beamstream.pipelines import infer
+    from bench.kafka_bench import broker, produce, raw_drain
+
+    lines = request_lines(path, n)
+    with broker() as b:
+        requests_topic = b.create_topic("bench-infer-requests", partitions=KAFKA_PARTITIONS)
+        predictions_topic = b.create_topic("bench-infer-predictions", partitions=KAFKA_PARTITIONS)
+        produce(b.bootstrap, requests_topic, lines, KAFKA_PARTITIONS)
+        drain = raw_drain(b.bootstrap, requests_topic, n)
+        clock = Clock().__enter__()
+        infer.run(
+            [
+                f"--source=kafka://{b.bootstrap}/{requests_topic}?stop=end",
+                f"--sink=kafka://{b.bootstrap}/{predictions_topic}",
+                f"--model={model_dir}",
+                f"--max_batch_size={batch}",
+                "--runner=DirectRunner",
+            ]
+        )
+        clock.__exit__()
+        ids = read_ids(b.bootstrap, predictions_topic, n)
+        kind = b.kind
+    counts = Counter(ids)
+    wanted = {f"k{i}" for i in range(n)}
+    return {
+        "broker": kind,
+        "drain": drain,
+        "clock": clock,
+        "answered": len(ids),
+        "missing": len(wanted - set(counts)),
+        "duplicated": sum(1 for c in counts.values() if c > 1),
+        "unexpected": len(set(counts) - wanted),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=200_000)
     parser.add_argument("--max_batch_size", type=int, default=2000)
     parser.add_argument("--workdir", default=None)
+    parser.add_argument(
+        "--kafka_requests",
+        type=int,
+        default=200_000,
+        help="Requests for the Kafka -> Kafka section (0: skip it).",
+    )
     args = parser.parse_args()
 
     from beamstream.models.artifacts import load_model
@@ -134,6 +220,9 @@ def main() -> None:
     run, count = pipeline_rate(
         model_dir, path, os.path.join(workdir, "out", "pred"), args.max_batch_size
     )
+    kafka = None
+    if args.kafka_requests > 0:
+        kafka = kafka_section(model_dir, path, args.kafka_requests, args.max_batch_size)
     raw = raw_predict_rate(model, X, args.max_batch_size)
     loop = plain_loop_rate(model, path, args.max_batch_size)
     load = os.getloadavg()[0]
@@ -151,6 +240,23 @@ def main() -> None:
     print(f"pipeline / plain loop (wall):        {loop.wall / run.wall * count / n:.3f}")
     rate = count / run.wall
     print(f"target {TARGET:,}/s: {'met' if rate >= TARGET else 'NOT met'} ({rate:,.0f}/s)")
+    if kafka is not None:
+        k, clock = args.kafka_requests, kafka["clock"]
+        ratio = kafka["answered"] / clock.wall / kafka["drain"]
+        exact = not (kafka["missing"] or kafka["duplicated"] or kafka["unexpected"])
+        print(f"Kafka -> Kafka, {k:,} requests, {KAFKA_PARTITIONS} partitions, {kafka['broker']}")
+        print(f"{'raw kafka-python drain':34}{kafka['drain']:>14,.0f}/s")
+        rate, cpu_rate = kafka["answered"] / clock.wall, k / max(clock.cpu, 1e-9)
+        print(f"{'beamstream infer, bounded Kafka':34}{rate:>14,.0f}/s{cpu_rate:>14,.0f}/s")
+        print(
+            f"infer / raw drain (wall): {ratio:.3f} "
+            f"(target >= {KAFKA_TARGET}: {'met' if ratio >= KAFKA_TARGET else 'NOT met'})"
+        )
+        print(
+            f"answered exactly once: {exact} ({kafka['answered']:,} predictions, "
+            f"{kafka['missing']} missing, {kafka['duplicated']} duplicated, "
+            f"{kafka['unexpected']} unexpected)"
+        )
     if load > (os.cpu_count() or 1):
         print("note: load average above the core count: other processes shared the CPUs")
     print("(CPU time counts every thread of this process: BLAS threads, the runner's workers)")

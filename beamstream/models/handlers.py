@@ -7,6 +7,10 @@ per element or bundle), batches elements with ``BatchElements`` between
 ``model_metadata_pcoll`` side input announces a new path
 (:meth:`update_model_path`). :func:`keyed_handler` wraps the handler in
 Beam's ``KeyedModelHandler`` so request ids travel with their predictions.
+The pipelines use :func:`batch_handler` instead: their requests arrive in
+batches from the source, already parsed into one feature matrix per batch
+(``ParsedBatch``), so ``RunInference`` skips its own batching and the model
+runs once per batch.
 
 Beam ships ``SklearnModelHandlerNumpy`` for this, but its module imports
 pandas at import time, which this package does not depend on; and its
@@ -20,12 +24,16 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, PredictionResult
 
 from beamstream.models.artifacts import METADATA_FILE, MODEL_FILE, ModelMetadata, load_model
+from beamstream.models.requests import ParsedBatch, PredictedBatch
+
+ExampleT = TypeVar("ExampleT")
+PredictionT = TypeVar("PredictionT")
 
 
 class LoadedModel:
@@ -50,13 +58,8 @@ class LoadedModel:
 Example = Any
 
 
-class VerifiedSklearnModelHandler(ModelHandler[Example, PredictionResult, LoadedModel]):
-    """Examples -> ``PredictionResult``: class probabilities or an anomaly score.
-
-    Classifiers (``kind == "classifier"``, numpy rows) give ``predict_proba``
-    rows; detectors (``(name, row)`` pairs) give ``decision_function`` scores
-    (below 0 = anomalous).
-    """
+class _VerifiedModelHandler(ModelHandler[ExampleT, PredictionT, LoadedModel]):
+    """Loads the model in ``model_dir`` through the sha256 / version checks; swaps on update."""
 
     def __init__(
         self,
@@ -97,6 +100,18 @@ class VerifiedSklearnModelHandler(ModelHandler[Example, PredictionResult, Loaded
         self._model_dir = model_path
         self._expected = None  # a new model vouches for itself through its own metadata
 
+    def get_metrics_namespace(self) -> str:
+        return "BeamstreamSklearn"
+
+
+class VerifiedSklearnModelHandler(_VerifiedModelHandler[Example, PredictionResult]):
+    """Examples -> ``PredictionResult``: class probabilities or an anomaly score.
+
+    Classifiers (``kind == "classifier"``, numpy rows) give ``predict_proba``
+    rows; detectors (``(name, row)`` pairs) give ``decision_function`` scores
+    (below 0 = anomalous).
+    """
+
     def run_inference(
         self,
         batch: Sequence[Example],
@@ -118,8 +133,48 @@ class VerifiedSklearnModelHandler(ModelHandler[Example, PredictionResult, Loaded
         # Beam's default pickles the whole batch just to measure it.
         return sum(int(x.nbytes) if isinstance(x, np.ndarray) else int(x[1].nbytes) for x in batch)
 
-    def get_metrics_namespace(self) -> str:
-        return "BeamstreamSklearn"
+
+class BatchSklearnModelHandler(_VerifiedModelHandler[ParsedBatch, PredictedBatch]):
+    """``ParsedBatch`` -> ``PredictedBatch``: one model call per batch of requests.
+
+    The batches are already made (one per source batch, see
+    :class:`beamstream.models.requests.BatchParser`), so ``RunInference``
+    skips its ``BatchElements`` and hands each element to :meth:`run_inference`
+    as it is; its batch-size metrics count requests (``len(ParsedBatch)``).
+    Classifiers give a ``predict_proba`` matrix, detectors a
+    ``decision_function`` vector.
+    """
+
+    def should_skip_batching(self) -> bool:
+        return True
+
+    def run_inference(
+        self,
+        batch: Any,
+        model: LoadedModel,
+        inference_args: dict[str, Any] | None = None,
+    ) -> Iterable[PredictedBatch]:
+        """``batch``: one ``ParsedBatch`` (not a sequence of examples: batching is skipped)."""
+        if not isinstance(batch, ParsedBatch):
+            raise TypeError(f"expected a ParsedBatch, got {type(batch).__name__}")
+        if model.metadata.kind == "classifier":
+            outputs = np.asarray(model.estimator.predict_proba(batch.features))
+        else:
+            names = batch.names if batch.names is not None else [""] * len(batch)
+            outputs = np.asarray(model.estimator.decision_function(batch.features, names))
+        if len(outputs) != len(batch):
+            raise ValueError(f"the model gave {len(outputs)} outputs for {len(batch)} requests")
+        return [PredictedBatch(batch, outputs, model.model_id)]
+
+    def get_num_bytes(self, batch: Any) -> int:
+        return int(batch.features.nbytes)
+
+
+def batch_handler(
+    model_dir: str, expected: ModelMetadata | None = None
+) -> BatchSklearnModelHandler:
+    """``ParsedBatch`` in, ``PredictedBatch`` out; the ids travel inside the batch."""
+    return BatchSklearnModelHandler(model_dir, expected)
 
 
 def keyed_handler(

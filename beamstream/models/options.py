@@ -28,7 +28,8 @@ class ModelOptions(PipelineOptions):
             "--min_batch_size",
             type=positive_int,
             default=None,
-            help="Fewest requests per model call (Beam BatchElements).",
+            help="Unused: requests reach the model in the source's batches "
+            "(accepted so existing command lines and templates still run).",
         )
         parser.add_argument(
             "--max_batch_size",
@@ -53,7 +54,8 @@ class ModelOptions(PipelineOptions):
             "--max_batch_duration_secs",
             type=positive_int,
             default=None,
-            help="Streaming: longest a request waits for its batch to fill.",
+            help="Unused: requests reach the model in the source's batches, which "
+            "wait for nothing (accepted so existing command lines and templates still run).",
         )
 
 

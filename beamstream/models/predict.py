@@ -1,9 +1,12 @@
-"""``Predict``: request messages in, responses and dead letters out, via ``RunInference``.
+"""``Predict``: request batches in, responses and dead letters out, via ``RunInference``.
 
-parse/validate (bad requests -> dead letters) -> ``RunInference`` with the
-keyed, verified scikit-learn handler -> format. Batches that fail inside the
-model go to the dead letters too (``RunInference.with_exception_handling``),
-one record per request, so nothing is dropped silently.
+Per-element cost dominates Beam Python (design.md), so requests travel in
+the source's batches (``MessageBatch``) end to end: parse/validate a whole
+batch into one feature matrix (bad requests -> dead letters, one by one) ->
+``RunInference`` with the verified scikit-learn batch handler, one model call
+per batch -> one response per request. Batches that fail inside the model go
+to the dead letters too (``RunInference.with_exception_handling``), one record
+per request, so nothing is dropped silently.
 """
 
 from __future__ import annotations
@@ -15,39 +18,58 @@ from apache_beam.ml.inference.base import RunInference
 
 from beamstream import counters
 from beamstream.dead_letter import DEAD_LETTER_TAG, dead_letter
-from beamstream.io.elements import Message
+from beamstream.io.elements import Message, MessageBatch
 from beamstream.models.artifacts import ModelMetadata
-from beamstream.models.handlers import keyed_handler
-from beamstream.models.requests import RequestError, RequestParser, ResponseFormatter
+from beamstream.models.handlers import batch_handler
+from beamstream.models.requests import (
+    BatchParser,
+    PredictedBatch,
+    ResponseFormatter,
+    describe_position,
+)
 
 STEP_PARSE = "parse_request"
 STEP_INFER = "inference"
 
 
 class _ParseRequests(beam.DoFn):
-    def __init__(self, metadata: ModelMetadata, keep_record: bool):
+    """``MessageBatch`` -> ``ParsedBatch`` chunks of at most ``max_batch_size`` requests.
+
+    Invalid requests leave one by one as dead letters, with their reason and
+    source position. A single ``Message`` is taken as a batch of one.
+    """
+
+    def __init__(self, metadata: ModelMetadata, keep_record: bool, max_batch_size: int | None):
         self._metadata = metadata
         self._keep_record = keep_record
+        self._max_batch_size = max_batch_size
 
     def setup(self):
-        self._parser = RequestParser(self._metadata, self._keep_record)
+        self._parser = BatchParser(self._metadata, self._keep_record)
         self._consumed = counters.counter(counters.MESSAGES_CONSUMED)
         self._dead = counters.counter(counters.DEAD_LETTERS)
 
-    def process(self, message: Message):
-        self._consumed.inc()
-        try:
-            yield self._parser.parse(message.value, message.describe())
-        except RequestError as exc:
+    def process(self, batch: MessageBatch | Message):
+        if isinstance(batch, Message):
+            batch = MessageBatch.of([batch])
+        self._consumed.inc(batch.size)
+        parsed, errors = self._parser.parse(
+            batch.values, batch.source, batch.partition, batch.offsets
+        )
+        for i, exc in errors:
             counters.error_counter(type(exc).__name__).inc()
             self._dead.inc()
+            source = describe_position(batch.source, batch.partition, batch.offsets[i])
             yield beam.pvalue.TaggedOutput(
-                DEAD_LETTER_TAG,
-                dead_letter(exc, message.value, STEP_PARSE, source=message.describe()),
+                DEAD_LETTER_TAG, dead_letter(exc, batch.values[i], STEP_PARSE, source=source)
             )
+        if len(parsed):
+            yield from parsed.chunks(self._max_batch_size)
 
 
 class _FormatResponses(beam.DoFn):
+    """``PredictedBatch`` -> one response dict per request."""
+
     def __init__(self, metadata: ModelMetadata, only_anomalies: bool):
         self._metadata = metadata
         self._only_anomalies = only_anomalies
@@ -56,29 +78,48 @@ class _FormatResponses(beam.DoFn):
         self._formatter = ResponseFormatter(self._metadata)
         self._produced = counters.counter(counters.MESSAGES_PRODUCED)
 
-    def process(self, keyed):
-        key, result = keyed
-        response = self._formatter.format(key, result.inference, result.model_id)
-        if self._only_anomalies and not response.get("anomaly"):
-            return
-        self._produced.inc()
-        yield response
+    def process(self, predicted: PredictedBatch):
+        responses = self._formatter.format_batch(predicted)
+        if self._only_anomalies:
+            responses = (r for r in responses if r.get("anomaly"))
+        produced = 0
+        for response in responses:
+            produced += 1
+            yield response
+        self._produced.inc(produced)
 
 
-def _failed_batch_letters(failed) -> list[dict[str, Any]]:
-    """One dead letter per request of a batch the model raised on."""
-    batch, exc = failed
-    counters.error_counter(type(exc).__name__).inc(len(batch))
+def failed_batch_letters(failed: tuple[Any, tuple[Any, str, Any]]) -> list[dict[str, Any]]:
+    """One dead letter per request of a batch the model raised on.
+
+    ``failed`` is what ``RunInference.with_exception_handling`` emits:
+    ``(ParsedBatch, (exception type, repr, traceback))``.
+    """
+    batch, (exc_type, exc_repr, _) = failed
+    error_type = getattr(exc_type, "__name__", str(exc_type))
+    counters.error_counter(error_type).inc(len(batch))
     counters.counter(counters.DEAD_LETTERS).inc(len(batch))
-    letters = []
-    for key, example in batch:
-        row = example[1] if isinstance(example, tuple) else example
-        letters.append(dead_letter(exc, None, STEP_INFER, request_id=key.id, features=row.tolist()))
-    return letters
+    return [
+        dead_letter(
+            exc_repr,
+            batch.payloads[i],
+            STEP_INFER,
+            source=batch.position(i),
+            error_type=error_type,
+            request_id=batch.ids[i],
+            features=batch.features[i].tolist(),
+        )
+        for i in range(len(batch))
+    ]
 
 
 class Predict(beam.PTransform):
-    """``Message`` requests -> ``{"predictions", "dead_letters"}`` PCollections of dicts.
+    """``MessageBatch`` (or ``Message``) requests -> ``{"predictions", "dead_letters"}`` dicts.
+
+    A model call gets one source batch, split into pieces of at most
+    ``max_batch_size`` requests. ``min_batch_size`` and
+    ``max_batch_duration_secs`` are kept for the options' sake but unused:
+    the source's batching decides how many requests wait together.
 
     ``watch_pattern``: a file pattern such as ``gs://b/models/*/metadata.json``
     watched with Beam's ``WatchFilePattern`` every ``watch_interval_s``; the
@@ -103,11 +144,8 @@ class Predict(beam.PTransform):
         super().__init__()
         self._model_dir = model_dir
         self._metadata = metadata
-        self._batching = dict(
-            min_batch_size=min_batch_size,
-            max_batch_size=max_batch_size,
-            max_batch_duration_secs=max_batch_duration_secs,
-        )
+        del min_batch_size, max_batch_duration_secs  # see the class docstring
+        self._max_batch_size = max_batch_size
         self._keep_record = keep_record
         self._only_anomalies = only_anomalies
         self._watch_pattern = watch_pattern
@@ -120,7 +158,7 @@ class Predict(beam.PTransform):
 
     def expand(self, messages):
         parsed = messages | "Parse" >> beam.ParDo(
-            _ParseRequests(self._metadata, self._keep_record)
+            _ParseRequests(self._metadata, self._keep_record, self._max_batch_size)
         ).with_outputs(DEAD_LETTER_TAG, main="requests")
         updates = None
         if self._watch_pattern:
@@ -131,7 +169,7 @@ class Predict(beam.PTransform):
             )
         # Pin workers to the model validated here; side-input updates lift the pin.
         expected = None if updates is not None else self._metadata
-        handler = keyed_handler(self._model_dir, expected, **self._batching)
+        handler = batch_handler(self._model_dir, expected)
         inference, failures = (
             parsed.requests
             | "RunInference"
@@ -144,6 +182,6 @@ class Predict(beam.PTransform):
         predictions = inference | "Format" >> beam.ParDo(
             _FormatResponses(self._metadata, self._only_anomalies)
         )
-        failed = failures.failed_inferences | "FailedBatches" >> beam.FlatMap(_failed_batch_letters)
+        failed = failures.failed_inferences | "FailedBatches" >> beam.FlatMap(failed_batch_letters)
         dead_letters = (parsed[DEAD_LETTER_TAG], failed) | "DeadLetters" >> beam.Flatten()
         return {"predictions": predictions, "dead_letters": dead_letters}

@@ -13,8 +13,9 @@ responses on ``--sink``::
 through Beam's ``RunInference`` with a keyed scikit-learn handler. The model
 in ``--model`` (written by ``beamstream train``) is checked against its
 metadata (sha256, scikit-learn version) and loaded once per worker process.
-Requests of the wrong shape or type go to ``--dead_letter_sink`` with the
-reason. Batch sizes: ``--min_batch_size`` / ``--max_batch_size``.
+Requests are read, parsed and predicted in the source's batches (one model
+call per batch of at most ``--max_batch_size`` requests); requests of the
+wrong shape or type go to ``--dead_letter_sink`` one by one, with the reason.
 """
 
 from __future__ import annotations
@@ -69,8 +70,12 @@ def score_stream(
     """
     kafka = kafka_config(options)
     read_label, predict_label, write_label = labels
+    # Batches, not single messages: parsing and the model then run once per batch.
     read = ReadMessages(
-        options.view_as(SourceOptions).source, event_time=BROKER_TIME, kafka_config=kafka
+        options.view_as(SourceOptions).source,
+        batched=True,
+        event_time=BROKER_TIME,
+        kafka_config=kafka,
     )
     outputs = pipeline | read_label >> read | predict_label >> predict
     sinks = {
