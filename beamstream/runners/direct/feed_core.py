@@ -116,6 +116,7 @@ class FeedCore:
         self._held: deque[Held] = deque()  # in event order
         self._newest_final: int | None = None  # when all that was read is final
         self._markers = MarkerSchedule()
+        self._last_release: tuple[int, int | None] | None = None  # (acked, sink) last seen
 
     def steps(self, progress: FeedProgress) -> Iterator[FeedStep]:
         """Reads and announces; the watermark never passes what is still in flight.
@@ -193,15 +194,22 @@ class FeedCore:
         ``everything``: all that was taken in (a flush has closed every window).
         """
         acked, sink = progress(), progress.sink_watermark()
+        # A source that acknowledges nothing waits on no sink: once taken in, a
+        # delivery is no longer in flight, and nothing else holds it.
+        horizon = sink if self.source.acknowledges else None
         released: list[Held] = []
-        kept: deque[Held] = deque()
-        for held in self._held:
-            safe = held.seq <= acked and (everything or sink is None or held.final_at_us <= sink)
-            (released if safe else kept).append(held)
-        self._held = kept
+        if everything or (acked, horizon) != self._last_release:
+            self._last_release = (acked, horizon)
+            kept: deque[Held] = deque()
+            for held in self._held:
+                safe = held.seq <= acked and (
+                    everything or horizon is None or held.final_at_us <= horizon
+                )
+                (released if safe else kept).append(held)
+            self._held = kept
         self.source.acknowledge(released, sink, final)
-        if kept:
-            self.source.keep_alive(kept)
+        if self._held:
+            self.source.keep_alive(self._held)
 
     def _until_taken_in(self, progress: FeedProgress, deadline: float) -> Iterator[FeedStep]:
         """Empty steps until the pipeline has taken in every event sent (or the deadline).

@@ -268,3 +268,15 @@ def test_a_bounded_read_that_ends_drains_as_a_flush():
     tail = drain(steps, progress)
     assert MAX_WATERMARK in [s.watermark_us for s in tail]
     assert source.acked == [[0]] and progress[STOPPED]
+
+
+def test_a_source_that_acknowledges_nothing_holds_nothing_once_taken_in():
+    source = MemorySource([[batch([10])]])
+    source.acknowledges = False
+    progress = slots(probe=True)
+    feed = core(source, fixed(60))
+    steps = feed.steps(FeedProgress(progress))
+    next(steps)
+    progress[ACKED] = 1  # the sinks never report the window final
+    next(steps)
+    assert source.acked == [[0]]  # released: no commit waits on it, so nothing keeps it
