@@ -1,4 +1,4 @@
-"""Which offsets a streaming read may commit without losing a result.
+"""Which Kafka offsets a streaming read may commit without losing a result.
 
 Committing offset ``o`` promises that a restart never needs the records before
 ``o`` again. That holds only when every record before ``o`` lies in a window
@@ -9,8 +9,10 @@ window is recomputed from part of its records: windows final at that
 watermark receive re-read records as too late (dead letters, the one place
 duplicates appear), all other windows are rebuilt from all of their records.
 
-Without a probe behind the sinks there is no sink watermark, and the ledger
-falls back to committing what the pipeline has taken in.
+``feed_core`` decides when a read batch is safe (taken in and final; without
+a probe behind the sinks, taken in). Offsets, though, are one position per
+partition: ``CommitLedger`` commits a partition only up to its first batch
+that is not safe yet, however many later ones are.
 
 The probe learns the sink watermark from heartbeats, which carry the event
 times of records. Those never reach the end of the newest window plus its
@@ -25,55 +27,45 @@ from collections import deque
 from dataclasses import dataclass
 
 from beamstream.io.elements import NO_WATERMARK, MessageBatch
-from beamstream.runners.direct.finality import Finality
 
 Partition = tuple[str, int]
 
 
-@dataclass(frozen=True)
-class _Entry:
-    seq: int
+@dataclass
+class LedgerEntry:
+    """One read batch of a partition: its offsets, and whether it is safe yet."""
+
+    partition: Partition
     first_offset: int
     next_offset: int
-    final_at_us: int  # sink watermark from which all of its records are final
+    safe: bool = False
 
 
 class CommitLedger:
-    """Read batches per partition, in offset order, until they are safe to commit."""
+    """Read batches per partition, in offset order, until they may be committed."""
 
-    def __init__(self, finality: Finality | None = None):
-        self._finality = finality or Finality()
-        self._entries: dict[Partition, deque[_Entry]] = {}
+    def __init__(self) -> None:
+        self._entries: dict[Partition, deque[LedgerEntry]] = {}
         self._committed: dict[Partition, int] = {}
 
-    def final_at(self, event_us: int) -> int:
-        return self._finality.final_at(event_us)
+    def record(self, batch: MessageBatch) -> LedgerEntry:
+        """Holds a batch just read (batches of a partition come in offset order)."""
+        partition = (batch.source, batch.partition)
+        entry = LedgerEntry(partition, batch.offsets[0], batch.offsets[-1] + 1)
+        self._entries.setdefault(partition, deque()).append(entry)
+        return entry
 
-    def record(self, seq: int, batch: MessageBatch) -> None:
-        known = [t for t in (batch.event_times_us or ()) if t is not None]
-        newest = max(known) if known else batch.watermark_us
-        entry = _Entry(seq, batch.offsets[0], batch.offsets[-1] + 1, self.final_at(newest))
-        self._entries.setdefault((batch.source, batch.partition), deque()).append(entry)
+    def release(self, entry: LedgerEntry) -> None:
+        """The batch is safe: nothing of it is needed after a restart."""
+        entry.safe = True
 
-    def oldest_final_at(self) -> int | None:
-        """The earliest sink watermark at which some recorded batch becomes safe."""
-        return min(
-            (e.final_at_us for entries in self._entries.values() for e in entries), default=None
-        )
-
-    def safe_offsets(self, acked: int, sink_watermark: int | None) -> dict[Partition, int]:
-        """Offsets that became safe since the last call (next offset to read)."""
+    def safe_offsets(self) -> dict[Partition, int]:
+        """Offsets that became committable since the last call (next offset to read)."""
         result: dict[Partition, int] = {}
         for partition, entries in self._entries.items():
             offset = None
-            while entries:
-                entry = entries[0]
-                if entry.seq > acked:
-                    break
-                if sink_watermark is not None and entry.final_at_us > sink_watermark:
-                    break
-                offset = entry.next_offset
-                entries.popleft()
+            while entries and entries[0].safe:
+                offset = entries.popleft().next_offset
             if entries and offset is not None:
                 offset = min(offset, entries[0].first_offset)
             if offset is not None and offset > self._committed.get(partition, -1):

@@ -10,7 +10,6 @@ The slot layout below is the contract between the two processes.
 from __future__ import annotations
 
 import pickle
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -26,6 +25,7 @@ class FeedStep:
 
     elements: list[tuple[Any, int]]  # (value, event-time micros)
     watermark_us: int | None = None
+    seq: int = 0  # the event number of a step with elements, given out by the feed
 
 
 class Feed(Protocol):
@@ -90,24 +90,3 @@ class ProgressMarker:
 
     def __hash__(self) -> int:
         return 0
-
-
-def with_progress_marker(
-    elements: list[tuple[Any, int]], seq: int, at_us: int
-) -> tuple[list[tuple[Any, int]], int]:
-    """A step's elements plus a marker at ``at_us``, and the step's event number.
-
-    A step that had no elements becomes a new event, so the feed counts it.
-    """
-    return [*elements, (ProgressMarker(), at_us)], (seq if elements else seq + 1)
-
-
-def until_taken_in(progress: FeedProgress, seq: int, deadline: float) -> Iterator[FeedStep]:
-    """Empty steps until the pipeline has taken in event ``seq`` (or the deadline).
-
-    Sent before a final watermark: the runner may apply a watermark event
-    before earlier element events, which would make their records late.
-    """
-    while progress() < seq and time.monotonic() < deadline:
-        yield FeedStep([], None)
-        time.sleep(0.02)

@@ -70,7 +70,7 @@ def _serve(factory: FeedFactory, slots_path: str, max_in_flight: int, parent_pid
                 target=_produce_steps, args=(feed, progress, steps, stopped), daemon=True
             )
             producer.start()
-            seq = 0
+            seq = 0  # the last event sent (numbered by the feed)
             last_sent = time.monotonic()
             last_watermark = None
             try:
@@ -92,7 +92,9 @@ def _serve(factory: FeedFactory, slots_path: str, max_in_flight: int, parent_pid
                             last_sent = time.monotonic()
                         time.sleep(0.002)
                     if step.elements:
-                        seq += 1
+                        if step.seq <= seq:  # the feed numbers events; acks rely on it
+                            raise RuntimeError(f"feed event {step.seq} sent after {seq}")
+                        seq = step.seq
                         elements = [
                             TimestampedElement(
                                 encoded_element=coder.encode((seq, value)), timestamp=ts

@@ -1,4 +1,4 @@
-"""CommitLedger and MarkerSchedule: which offsets are safe, and when to ask the sinks."""
+"""CommitLedger, MarkerSchedule, Finality: offset order, when to ask the sinks, when final."""
 
 from __future__ import annotations
 
@@ -29,28 +29,17 @@ def batch(partition: int, offsets: list[int], times_s: list[float]) -> MessageBa
     )
 
 
-def test_a_batch_is_safe_once_the_sink_watermark_passes_its_newest_window_and_lateness():
-    ledger = CommitLedger(fixed(60, 2))
-    ledger.record(1, batch(0, [0, 1, 2], [10, 70, 65]))  # newest window [60, 120)
-    assert ledger.oldest_final_at() == 122 * S
-    assert ledger.safe_offsets(acked=1, sink_watermark=121 * S) == {}
-    assert ledger.safe_offsets(acked=1, sink_watermark=122 * S) == {("t", 0): 3}
-    assert ledger.oldest_final_at() is None
-
-
-def test_nothing_is_safe_before_the_pipeline_took_the_batch_in():
-    ledger = CommitLedger(fixed(1))
-    ledger.record(2, batch(0, [5], [1]))
-    assert ledger.safe_offsets(acked=1, sink_watermark=100 * S) == {}
-    assert ledger.safe_offsets(acked=2, sink_watermark=100 * S) == {("t", 0): 6}
-
-
-def test_a_later_safe_batch_does_not_commit_past_an_earlier_unsafe_one():
-    ledger = CommitLedger(fixed(60))
-    ledger.record(1, batch(0, [0], [100]))  # final at 120
-    ledger.record(2, batch(0, [1], [10]))  # final at 60, but behind offset 0's batch
-    assert ledger.safe_offsets(acked=2, sink_watermark=60 * S) == {}
-    assert ledger.safe_offsets(acked=2, sink_watermark=120 * S) == {("t", 0): 2}
+def test_a_partition_is_committed_only_up_to_its_first_batch_not_yet_safe():
+    ledger = CommitLedger()
+    first = ledger.record(batch(0, [0, 1], [100, 101]))
+    second = ledger.record(batch(0, [2], [10]))
+    other = ledger.record(batch(1, [7], [10]))
+    ledger.release(second)
+    ledger.release(other)
+    assert ledger.safe_offsets() == {("t", 1): 8}  # offsets 0-1 of partition 0 still wait
+    ledger.release(first)
+    assert ledger.safe_offsets() == {("t", 0): 3}
+    assert ledger.safe_offsets() == {}  # each offset is reported once
 
 
 def test_a_marker_is_due_once_the_announced_watermark_passes_a_pending_finality():

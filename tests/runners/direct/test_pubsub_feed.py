@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-
 import pytest
 
 from beamstream.event_time import EventTimeError
@@ -49,28 +47,49 @@ def test_batch_keeps_keys_attributes_and_the_announced_watermark() -> None:
     assert no_attrs.headers == [(), ()]
 
 
-class _Slots(list):
-    """FeedProgress's shared slots: acked, sink watermark, stop, stopped, probe."""
+def test_redeliveries_are_dropped_by_id_label_or_message_id_and_acked():
+    from beamstream.runners.direct.pubsub_feed import PubSubSource
+
+    acked: list[str] = []
+
+    def message(message_id: str, **attributes: str) -> ReceivedMessage:
+        return ReceivedMessage(
+            b"{}",
+            attributes=attributes,
+            message_id=message_id,
+            _ack=lambda: acked.append(message_id),
+        )
+
+    by_id = PubSubSource(PubSubReadSpec(SUB), subscriber=None)
+    assert [m.message_id for m in by_id.fresh([message("1"), message("2")])] == ["1", "2"]
+    assert by_id.fresh([message("2"), message("3")])[0].message_id == "3"
+    by_label = PubSubSource(PubSubReadSpec(SUB, id_label="uid"), subscriber=None)
+    assert len(by_label.fresh([message("4", uid="a"), message("5", uid="a")])) == 1
+    assert acked == ["2", "5"]  # a redelivery is acked at once, never passed on
 
 
 class _Subscriber:
+    def __init__(self) -> None:
+        self.extended: list[str] = []
+
     def commit(self) -> None:
         pass
 
     def extend_deadline(self, messages, seconds) -> None:
-        pass
+        self.extended.extend(m.message_id for m in messages)
 
 
-def test_a_flush_announces_the_final_watermark_only_after_in_flight_events_are_taken_in():
-    from beamstream.io.elements import MAX_WATERMARK
-    from beamstream.runners.direct.feed import FeedProgress
-    from beamstream.runners.direct.pubsub_feed import _PubSubFeedRun
+def test_safe_events_are_acked_and_held_ones_kept_alive():
+    from beamstream.runners.direct.feed_core import Held
+    from beamstream.runners.direct.pubsub_feed import PubSubSource
 
-    feed = _PubSubFeedRun.__new__(_PubSubFeedRun)  # no subscription: only the drain runs
-    feed._held, feed._subscriber, feed._last_extend = [], _Subscriber(), 0.0
-    slots = _Slots([1, 0, 2, 0, 0, 0, 0, 0])  # event 1 taken in, event 3 was sent last
-    steps = feed._drain(FeedProgress(slots), seq=3, flush=True)
-    early = [next(steps).watermark_us for _ in range(5)]
-    assert MAX_WATERMARK not in early  # events 2 and 3 are still in flight
-    slots[0] = 3
-    assert MAX_WATERMARK in [step.watermark_us for step in itertools.islice(steps, 5)]
+    acked: list[str] = []
+    one, two = (
+        ReceivedMessage(b"{}", message_id=i, _ack=lambda i=i: acked.append(i)) for i in "12"
+    )
+    subscriber = _Subscriber()
+    source = PubSubSource(PubSubReadSpec(SUB), subscriber=subscriber)
+    source.acknowledge([Held(1, 0, 0, [one])], None, final=False)
+    source._last_extend = 0.0  # the deadline extension is due
+    source.keep_alive([Held(2, 0, 0, [two])])
+    assert acked == ["1"] and subscriber.extended == ["2"]

@@ -1,0 +1,282 @@
+"""FeedCore over an in-memory source: watermarks, markers, acknowledgements, drains.
+
+The source is a test double of the ``FeedSource`` interface (scripted reads),
+and ``FeedProgress`` reads a plain list of slots, as the feed process reads
+shared memory: [acked, sink watermark, stop, stopped, probe, ...].
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+
+from apache_beam.transforms.window import FixedWindows
+
+from beamstream.io.elements import MAX_WATERMARK, NO_WATERMARK, MessageBatch
+from beamstream.io.kafka.reader import KafkaReadSpec
+from beamstream.runners.direct.feed import (
+    STOP_FINISH,
+    STOP_FLUSH,
+    FeedProgress,
+    FeedStep,
+    ProgressMarker,
+)
+from beamstream.runners.direct.feed_core import Delivery, FeedCore, FeedTimeouts, Held
+from beamstream.runners.direct.finality import Finality
+from beamstream.runners.direct.kafka_feed import KafkaSource
+
+S = 1_000_000
+ACKED, SINK, STOP, STOPPED, PROBE = range(5)
+FAST = FeedTimeouts(drain_s=1.0, settle_s=0.1, keep_open_s=0.0, pause_s=0.0)
+
+
+def batch(times_s: list[float], offsets: list[int] | None = None, partition: int = 0):
+    offsets = offsets if offsets is not None else list(range(len(times_s)))
+    return MessageBatch(
+        source="t",
+        partition=partition,
+        values=[b"{}"] * len(times_s),
+        offsets=offsets,
+        event_times_us=[int(t * S) for t in times_s],
+    )
+
+
+def slots(probe: bool = False) -> list[int]:
+    return [0, NO_WATERMARK, 0, 0, int(probe), 0, 0, 0]
+
+
+class MemorySource:
+    """Scripted reads; tokens are the batches' offsets; records what it acknowledged.
+
+    ``rises``: the source watermark (s) after each read, as a reader's would move.
+    """
+
+    def __init__(self, reads=(), watermark_s: float | None = None, rises=()):
+        self.reads: deque[list[MessageBatch]] = deque(reads)
+        self.rises: deque[float] = deque(rises)
+        self.watermark = NO_WATERMARK if watermark_s is None else int(watermark_s * S)
+        self.acknowledges = True
+        self.done = False
+        self.acked: list[list[int]] = []
+        self.finals: list[bool] = []
+
+    def watermark_us(self) -> int:
+        return self.watermark
+
+    def read(self) -> list[Delivery]:
+        if self.rises:
+            self.watermark = int(self.rises.popleft() * S)
+        return [Delivery(b, b.offsets) for b in self.reads.popleft()] if self.reads else []
+
+    def acknowledge(self, released: list[Held], sink_watermark, final: bool) -> None:
+        self.acked.extend(h.token for h in released)
+        self.finals.append(final)
+
+    def keep_alive(self, held) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def core(source, finality: Finality | None = None) -> FeedCore:
+    return FeedCore(source, batched=True, finality=finality, timeouts=FAST)
+
+
+def fixed(size_s: int, lateness_s: int = 0) -> Finality:
+    return Finality([(FixedWindows(size_s), lateness_s * S)])
+
+
+def test_the_watermark_never_passes_an_element_the_pipeline_has_not_taken_in():
+    source = MemorySource([[], [batch([110, 112])]], rises=[100, 200])
+    progress = slots()
+    steps = core(source).steps(FeedProgress(progress))
+    assert next(steps) == FeedStep([], 100 * S)  # no record read yet
+    first = next(steps)
+    assert first.seq == 1 and first.watermark_us == 110 * S  # 200 s would pass the 110 s record
+    assert next(steps).watermark_us is None  # still in flight
+    progress[ACKED] = 1
+    assert next(steps).watermark_us == 200 * S
+
+
+def test_batches_carry_the_watermark_announced_when_they_were_read():
+    source = MemorySource([[batch([10])], [], [batch([300])]], rises=[20, 20, 400])
+    progress = slots()
+    steps = core(source).steps(FeedProgress(progress))
+    assert next(steps).elements[0][0].watermark_us == NO_WATERMARK
+    progress[ACKED] = 1
+    assert next(steps).watermark_us == 20 * S
+    assert next(steps).elements[0][0].watermark_us == 20 * S
+
+
+def test_a_resumed_read_announces_its_watermark_before_any_record():
+    source = MemorySource([[batch([5])]], watermark_s=50)
+    steps = core(source).steps(FeedProgress(slots()))
+    first, second = next(steps), next(steps)
+    assert first == FeedStep([], 50 * S)
+    assert second.elements and second.elements[0][0].watermark_us == 50 * S
+
+
+def test_events_are_numbered_by_the_feed_increasing_and_units_carry_their_number():
+    source = MemorySource([[batch([1])], [], [batch([2], [1]), batch([3], [0], partition=1)]])
+    progress = slots()
+    steps = core(source).steps(FeedProgress(progress))
+    got = [next(steps) for _ in range(3)]
+    assert [s.seq for s in got] == [1, 0, 2]
+    assert len(got[2].elements) == 2  # one event, two batches
+    progress[ACKED] = 1
+    next(steps)
+    assert source.acked == [[0]]  # only event 1's batch
+
+
+def test_a_marker_goes_out_when_the_watermark_passes_a_pending_finality_with_a_probe():
+    for probe in (True, False):
+        source = MemorySource([[batch([5])]], rises=[12])
+        progress = slots(probe)
+        steps = core(source, fixed(10)).steps(FeedProgress(progress))
+        assert next(steps).seq == 1  # final at 10 s; announced 5 s (in flight)
+        progress[ACKED] = 1
+        assert next(steps).elements == []  # announces 12 s; no marker at 5 s
+        marker = next(steps)
+        if probe:
+            assert marker.elements == [(ProgressMarker(), 12 * S)] and marker.seq == 2
+            assert next(steps).elements == []  # that marker covers it until it comes back
+        else:
+            assert marker.elements == []
+
+
+def test_nothing_is_acknowledged_before_the_pipeline_took_it_in():
+    source = MemorySource([[batch([1])], [batch([2], [1])]])
+    progress = slots()
+    steps = core(source).steps(FeedProgress(progress))
+    for _ in range(4):
+        next(steps)
+    assert source.acked == []
+    progress[ACKED] = 1
+    next(steps)
+    assert source.acked == [[0]]
+    progress[ACKED] = 2
+    next(steps)
+    assert source.acked == [[0], [1]]
+
+
+def test_with_a_probe_nothing_is_acknowledged_before_its_windows_are_final():
+    source = MemorySource([[batch([10, 70, 65])]])  # newest window [60, 120) + 2 s
+    progress = slots(probe=True)
+    steps = core(source, fixed(60, 2)).steps(FeedProgress(progress))
+    next(steps)
+    progress[ACKED], progress[SINK] = 1, 121 * S
+    next(steps)
+    assert source.acked == []
+    progress[SINK] = 122 * S
+    next(steps)
+    assert source.acked == [[0, 1, 2]]
+
+
+class MemoryReader:
+    """Stands in for KafkaBatchReader: scripted batches, commits recorded."""
+
+    def __init__(self, reads):
+        self.spec = KafkaReadSpec(("127.0.0.1:9",), ("t",), group="g")
+        self.reads = deque(reads)
+        self.done = False
+        self.watermark_us = NO_WATERMARK
+        self.commits: list[tuple[dict, int | None, bool]] = []
+
+    def read(self):
+        return self.reads.popleft() if self.reads else []
+
+    def commit(self, offsets, watermark_us=None, asynchronous=False):
+        self.commits.append((offsets, watermark_us, asynchronous))
+
+
+def test_kafka_offsets_are_never_committed_past_an_earlier_unsafe_batch():
+    reader = MemoryReader([[batch([100], [0])], [batch([10], [1]), batch([10], [0], 1)]])
+    progress = slots(probe=True)
+    steps = core(KafkaSource(reader), fixed(60)).steps(FeedProgress(progress))  # type: ignore[arg-type]
+    next(steps), next(steps)
+    progress[ACKED], progress[SINK] = 2, 60 * S  # offset 1 and partition 1 are final
+    next(steps)
+    assert reader.commits == [({("t", 1): 1}, 60 * S, True)]  # not partition 0: offset 0 waits
+    progress[SINK] = 120 * S
+    next(steps)
+    assert reader.commits[-1] == ({("t", 0): 2}, 120 * S, True)
+
+
+def drain(steps, progress: list[int], limit: int = 10**7) -> list[FeedStep]:
+    """Steps until the feed marks itself stopped (and one more)."""
+    out = []
+    for step in itertools.islice(steps, limit):
+        out.append(step)
+        if progress[STOPPED]:
+            break
+    return out
+
+
+def test_a_stop_sends_the_final_watermark_only_after_every_event_is_taken_in():
+    source = MemorySource([[batch([1])], [batch([2], [1])], [batch([3], [2])]])
+    progress = slots()
+    steps = core(source).steps(FeedProgress(progress))
+    for _ in range(3):
+        next(steps)
+    progress[ACKED], progress[STOP] = 1, STOP_FLUSH
+    early = [next(steps) for _ in range(5)]
+    assert MAX_WATERMARK not in [s.watermark_us for s in early]  # events 2 and 3 in flight
+    assert not progress[STOPPED]
+    progress[ACKED] = 3
+    assert MAX_WATERMARK in [s.watermark_us for s in drain(steps, progress)]
+    assert progress[STOPPED]
+
+
+def test_a_flush_marks_the_newest_final_time_and_commits_everything_taken_in():
+    source = MemorySource([[batch([10])], [batch([70], [1])]])
+    progress = slots(probe=True)
+    steps = core(source, fixed(60)).steps(FeedProgress(progress))
+    next(steps), next(steps)
+    progress[ACKED], progress[STOP] = 2, STOP_FLUSH
+    progress[SINK] = 60 * S  # the first window is written, the second is not
+    tail = drain(steps, progress)
+    markers = [s for s in tail if s.elements]
+    assert markers[0].elements == [(ProgressMarker(), 120 * S)] and markers[0].seq == 3
+    assert tail.index(markers[0]) < [s.watermark_us for s in tail].index(MAX_WATERMARK)
+    # The sinks never reported 120 s here (the drain timed out): a flush closed
+    # every window, so all that was taken in is committed anyway, at the end.
+    assert source.acked == [[0], [1]] and source.finals[-1]
+
+
+def test_a_finish_leaves_records_of_open_windows_unacknowledged():
+    source = MemorySource([[batch([10])], [batch([70], [1])]])
+    progress = slots(probe=True)
+    steps = core(source, fixed(60)).steps(FeedProgress(progress))
+    next(steps), next(steps)
+    progress[ACKED], progress[SINK], progress[STOP] = 2, 60 * S, STOP_FINISH
+    tail = drain(steps, progress)
+    assert progress[STOPPED]
+    assert MAX_WATERMARK not in [s.watermark_us for s in tail]
+    assert not any(s.elements for s in tail)
+    assert source.acked == [[0]]  # the window [60, 120) is still open
+    assert next(steps) == FeedStep([], None)  # the stream stays open
+
+
+def test_a_bounded_read_that_ends_drains_as_a_flush():
+    source = MemorySource([[batch([1])]])
+    progress = slots()
+    steps = core(source).steps(FeedProgress(progress))
+    next(steps)
+    source.done = True
+    progress[ACKED] = 1
+    tail = drain(steps, progress)
+    assert MAX_WATERMARK in [s.watermark_us for s in tail]
+    assert source.acked == [[0]] and progress[STOPPED]
+
+
+def test_a_source_that_acknowledges_nothing_holds_nothing_once_taken_in():
+    source = MemorySource([[batch([10])]])
+    source.acknowledges = False
+    progress = slots(probe=True)
+    feed = core(source, fixed(60))
+    steps = feed.steps(FeedProgress(progress))
+    next(steps)
+    progress[ACKED] = 1  # the sinks never report the window final
+    next(steps)
+    assert source.acked == [[0]]  # released: no commit waits on it, so nothing keeps it
