@@ -20,6 +20,7 @@ from beamstream.io.event_time_policy import EventTimePolicy
 from beamstream.io.kafka import ReadFromKafka
 from beamstream.transforms.frame_metrics import FrameMetrics
 from bench.frames_data import frames
+from tests.support import runs
 from tests.support.frames_reference import reference
 
 pytestmark = pytest.mark.integration
@@ -48,24 +49,25 @@ def _run(uri: str, batched: bool) -> dict[str, list]:
         _SEEN[f"{tag}-{name}"] = []
     options = PipelineOptions()
     options.view_as(StandardOptions).streaming = True
-    with beam.Pipeline(options=options) as p:
-        read = (
-            p
-            | ReadFromKafka(
-                uri,
-                batched=batched,
-                event_time=EventTimePolicy(field="timestamp", max_out_of_orderness_s=2.0),
-            )
-            | "CountRead" >> beam.Map(_count_read, f"{tag}-read")
+    p = beam.Pipeline(options=options)
+    read = (
+        p
+        | ReadFromKafka(
+            uri,
+            batched=batched,
+            event_time=EventTimePolicy(field="timestamp", max_out_of_orderness_s=2.0),
         )
-        out = read | FrameMetrics(allowed_lateness_s=5)
-        (
-            out["per_second"]
-            | "First" >> beam.Map(_first_result, f"{tag}-first")
-            | "Sec" >> beam.Map(_record, f"{tag}-sec")
-        )
-        out["per_minute"] | "Min" >> beam.Map(_record, f"{tag}-min")
-        out["dead_letters"] | "Dead" >> beam.Map(_record, f"{tag}-dead")
+        | "CountRead" >> beam.Map(_count_read, f"{tag}-read")
+    )
+    out = read | FrameMetrics(allowed_lateness_s=5)
+    (
+        out["per_second"]
+        | "First" >> beam.Map(_first_result, f"{tag}-first")
+        | "Sec" >> beam.Map(_record, f"{tag}-sec")
+    )
+    out["per_minute"] | "Min" >> beam.Map(_record, f"{tag}-min")
+    out["dead_letters"] | "Dead" >> beam.Map(_record, f"{tag}-dead")
+    runs.run_to_end(p)  # live feed and its commits, as run_pipeline gives
     return {name: _SEEN[f"{tag}-{name}"] for name in ("sec", "min", "dead", "read", "first")}
 
 

@@ -24,3 +24,13 @@ def cancel(result: PipelineResult, context: RunContext) -> None:
         result.cancel()
     finally:
         context.close()
+
+
+def run_to_end(pipeline: beam.Pipeline) -> PipelineResult:
+    """Runs ``pipeline`` with its run context until it ends by itself, then ends the context."""
+    result, context = start(pipeline)
+    try:
+        result.wait_until_finish()
+    finally:
+        context.close()
+    return result
