@@ -20,8 +20,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from beamstream.pipelines import frames
-from bench.frames_data import frames as make_frames
-from bench.frames_data import write
+from beamstream.synthetic import frames as make_frames
+from beamstream.synthetic import write
 from bench.kafka_bench import broker, produce, raw_drain
 from tests.support.jsonl import final_by_window, read_shards
 

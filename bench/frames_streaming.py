@@ -35,7 +35,7 @@ from pathlib import Path
 
 from kafka import KafkaConsumer, TopicPartition
 
-from bench.frames_data import frames
+from beamstream.synthetic import frames
 from bench.kafka_bench import broker, produce, raw_drain
 from tests.support.frames_reference import reference
 

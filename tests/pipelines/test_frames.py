@@ -8,7 +8,7 @@ import pytest
 
 from beamstream import cli
 from beamstream.pipelines import frames
-from bench.frames_data import frames as make_frames
+from beamstream.synthetic import frames as make_frames
 from tests.support.frames_reference import reference
 from tests.support.jsonl import final_by_window, read_shards
 

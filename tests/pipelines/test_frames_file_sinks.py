@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from beamstream.io.files import final_records, read_json_lines
-from bench.frames_data import START
+from beamstream.synthetic import START
 from tests.support.frames_job import Frames, finish, frame_lines, log_of, produce, stop_cleanly
 from tests.support.frames_reference import reference
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.frames_data import START
+from beamstream.synthetic import START
 from tests.support.frames_job import (
     Frames,
     check_against_reference,

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from bench.frames_data import START
+from beamstream.synthetic import START
 from tests.support.frames_job import (
     check_against_reference,
     finish,

@@ -18,8 +18,8 @@ from kafka import KafkaProducer
 from beamstream.io.elements import MessageBatch
 from beamstream.io.event_time_policy import EventTimePolicy
 from beamstream.io.kafka import ReadFromKafka
+from beamstream.synthetic import frames
 from beamstream.transforms.frame_metrics import FrameMetrics
-from bench.frames_data import frames
 from tests.support import runs
 from tests.support.frames_reference import reference
 

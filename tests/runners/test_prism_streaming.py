@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from kafka import KafkaProducer
 
-from bench.frames_data import START, frames
+from beamstream.synthetic import START, frames
 from tests.support.frames_job import (
     Frames,
     check_against_reference,

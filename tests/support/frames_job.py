@@ -16,7 +16,7 @@ import time
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from bench.frames_data import frames
+from beamstream.synthetic import frames
 from tests.support.frames_reference import reference
 from tests.support.kafka_offsets import committed_offsets
 
