@@ -60,7 +60,7 @@ def parse_options(argv: Sequence[str] | None, required: Sequence[str] = ()) -> P
     parser = _full_parser()
     known, unknown = parser.parse_known_args(argv)
     flags = [u for u in unknown if u.startswith("-")]
-    runner = str(getattr(known, "runner", None) or "DirectRunner").rsplit(".", 1)[-1]
+    runner = runners.short_runner_name(getattr(known, "runner", None))
     if flags and runner not in runners.LOCAL_RUNNERS:
         # Flink and Dataflow take options of their Java side that Python does
         # not declare (e.g. --checkpointing_interval): pass them on.

@@ -6,6 +6,7 @@ from typing import Any
 
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
+from beamstream import runners
 from beamstream.argtypes import positive_int
 from beamstream.models.artifacts import verified_bytes
 from beamstream.models.predict import Predict
@@ -81,18 +82,13 @@ def predict_transform(options: PipelineOptions, **kwargs: Any) -> Predict:
     )
 
 
-# Runners whose Python streaming cannot run PeriodicImpulse (design.md), which
-# WatchFilePattern needs; a batch run would wait on the watch forever.
-_NO_MODEL_UPDATES = {"DirectRunner", "SwitchingDirectRunner", "BundleBasedDirectRunner"}
-
-
 def model_updates_unsupported(options: PipelineOptions) -> str | None:
     """Why ``--model_updates`` cannot work with these options, or None if it can."""
     if not options.view_as(ModelOptions).model_updates:
         return None
     standard = options.view_as(StandardOptions)
-    runner = str(standard.runner or "DirectRunner").rsplit(".", 1)[-1]
-    if runner in _NO_MODEL_UPDATES:
+    runner = runners.runner_name(options)
+    if runner in runners.DIRECT_RUNNERS:
         return f"--model_updates needs Dataflow, Flink or Prism (not the {runner})"
     if not standard.streaming:
         return "--model_updates needs --streaming (the watch never ends)"

@@ -27,7 +27,14 @@ LOCAL_RUNNERS = DIRECT_RUNNERS | PRISM_RUNNERS
 
 def runner_name(options: PipelineOptions) -> str:
     """The runner ``--runner`` names (class name only), ``DirectRunner`` by default."""
-    return str(options.view_as(StandardOptions).runner or "DirectRunner").rsplit(".", 1)[-1]
+    return short_runner_name(options.view_as(StandardOptions).runner)
+
+
+def short_runner_name(runner: object) -> str:
+    """A ``--runner`` value (a name, a dotted path or a runner) as its class name."""
+    if runner is not None and not isinstance(runner, str):
+        return type(runner).__name__
+    return str(runner or "DirectRunner").rsplit(".", 1)[-1]
 
 
 def pipeline_runner_name(pipeline: Any) -> str:

@@ -258,17 +258,17 @@ DETECTOR = ModelMetadata(
 
 
 def _check_requests(metadata: ModelMetadata, values: list[bytes]) -> None:
-    main, dead = [], []
-    for message in _messages(values):
-        m, d = _run(_ParseRequests(metadata, keep_record=True), message)
-        main += m
-        dead += d
+    # All at once, as the source delivers them: bulk validation must refuse
+    # exactly what the per-request rules refuse, and never crash.
+    parse = _ParseRequests(metadata, keep_record=True, max_batch_size=7)
+    main, dead = _run(parse, MessageBatch.of(_messages(values)))
     _check_letters(dead, values)
-    assert len(main) + len(dead) == len(values)
-    for _key, example_row in main:
-        row = example_row[1] if isinstance(example_row, tuple) else example_row
-        assert row.dtype == np.float64 and np.isfinite(row).all()
-        assert row.size == int(np.prod(metadata.input_shape))
+    assert sum(len(chunk) for chunk in main) + len(dead) == len(values)
+    for chunk in main:
+        features = chunk.features
+        assert len(chunk) <= 7
+        assert features.dtype == np.float64 and np.isfinite(features).all()
+        assert features.shape == (len(chunk), int(np.prod(metadata.input_shape)))
 
 
 def check_classifier_requests(values: list[bytes]) -> None:
