@@ -7,17 +7,20 @@ the worker process (``committer``: a connection cache, not run state).
 The DirectRunner and Prism keep shuffled data in memory: a finished read
 bundle is not durable, so a batch run commits only when it has succeeded.
 Its finalizers run on the runner's threads in this process and hand their
-offsets to the ``DeferredCommits`` of the run they belong to, found by the
-read's deferral key; the run commits them when it is DONE and forgets them
-otherwise. A finalizer whose run is not open (a pipeline run without
+offsets to the ``DeferredCommits`` of the run they belong to, a ledger
+directory named by the read's deferral key; the run commits them when it is
+DONE and forgets them otherwise. A finalizer whose run is not open (a pipeline run without
 ``run_pipeline``) commits nothing: those records are read again, never lost.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 import threading
-from collections.abc import Iterable
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from beamstream.io.kafka.reader import KafkaReadSpec, open_consumer
@@ -42,9 +45,6 @@ class _Committer:
 
 _COMMITTERS: dict[tuple[Any, ...], _Committer] = {}  # connection cache of this worker process
 _LOCK = threading.Lock()
-# The open runs' deferred commits by deferral key: how finalizers on the
-# runner's threads reach the run they belong to. Entries leave with the run.
-_OPEN: dict[str, DeferredCommits] = {}
 
 
 def committer(spec: KafkaReadSpec) -> _Committer:
@@ -55,51 +55,72 @@ def committer(spec: KafkaReadSpec) -> _Committer:
         return _COMMITTERS[key]
 
 
+def _ledger_dir(key: str) -> Path:
+    return Path(tempfile.gettempdir()) / "beamstream-deferred" / key
+
+
 class DeferredCommits:
-    """Offsets the finalizers of one run's reads reported, committed if the run succeeds."""
+    """Offsets the finalizers of one run's reads reported, committed if the run succeeds.
 
-    def __init__(self, keys: Iterable[str]):
-        self._keys = set(keys)
-        self._offsets: dict[str, tuple[KafkaReadSpec, dict[Partition, int]]] = {}
-        with _LOCK:
-            for key in self._keys:
-                _OPEN[key] = self
+    The run's ledger is a directory named by each read's deferral key: a
+    finalizer adds one empty file per (partition, next offset), so threads
+    never write the same file and nothing is shared through this module.
+    The directory exists while the run is open; a finalizer that finds none
+    belongs to no open run.
+    """
 
-    def defer(self, key: str, spec: KafkaReadSpec, partition: Partition, offset: int) -> None:
-        with _LOCK:
-            offsets = self._offsets.setdefault(key, (spec, {}))[1]
-            offsets[partition] = max(offset, offsets.get(partition, 0))
+    def __init__(self, reads: Mapping[str, KafkaReadSpec]):
+        self._reads = dict(reads)
+        for key in self._reads:
+            _ledger_dir(key).mkdir(parents=True, exist_ok=True)
+
+    @property
+    def reads(self) -> dict[str, KafkaReadSpec]:
+        return dict(self._reads)
+
+    def offsets(self, key: str) -> dict[Partition, int]:
+        """The highest next offset per partition deferred for read ``key``."""
+        found: dict[Partition, int] = {}
+        directory = _ledger_dir(key)
+        for entry in directory.iterdir() if directory.is_dir() else ():
+            topic, partition, offset = entry.name.rsplit("@", 2)
+            pair = (topic, int(partition))
+            found[pair] = max(int(offset), found.get(pair, 0))
+        return found
 
     def commit(self) -> int:
         """Commits what was deferred; returns how many partitions."""
-        with _LOCK:
-            pending, self._offsets = list(self._offsets.values()), {}
-        for spec, offsets in pending:
-            for partition, offset in offsets.items():
+        committed = 0
+        for key, spec in self._reads.items():
+            for partition, offset in self.offsets(key).items():
                 committer(spec).commit(partition, offset)
-        return sum(len(offsets) for _, offsets in pending)
+                committed += 1
+            self._clear(key)
+        return committed
 
     def discard(self) -> None:
         """Forgets what was deferred (a failed run), so a rerun reads it again."""
-        with _LOCK:
-            self._offsets = {}
+        for key in self._reads:
+            self._clear(key)
+
+    def _clear(self, key: str) -> None:
+        directory = _ledger_dir(key)
+        for entry in directory.iterdir() if directory.is_dir() else ():
+            entry.unlink(missing_ok=True)
 
     def close(self) -> None:
-        with _LOCK:
-            for key in self._keys:
-                if _OPEN.get(key) is self:
-                    del _OPEN[key]
+        for key in self._reads:
+            shutil.rmtree(_ledger_dir(key), ignore_errors=True)
 
 
 def defer_commit(key: str, spec: KafkaReadSpec, partition: Partition, offset: int) -> None:
-    """A finalizer's offsets for the run that owns ``key``; nothing without an open run."""
-    with _LOCK:
-        run = _OPEN.get(key)
-    if run is None:
+    """A finalizer's offsets for the open run that owns ``key``; nothing without one."""
+    directory = _ledger_dir(key)
+    try:
+        (directory / f"{partition[0]}@{partition[1]}@{offset}").touch()
+    except FileNotFoundError:
         _LOG.warning(
             "offsets of %s not committed: the run is not open (run pipelines with "
             "beamstream.launch.run.run_pipeline to commit after success)",
             spec.topics,
         )
-        return
-    run.defer(key, spec, partition, offset)

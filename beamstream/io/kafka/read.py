@@ -125,15 +125,15 @@ class ReadFromKafka(beam.PTransform):
         return pbegin | "ReadPartitions" >> beam.io.Read(source)
 
 
-def deferred_reads(pipeline: beam.Pipeline) -> list[str]:
-    """Deferral keys of this pipeline's Kafka reads that commit only on success."""
-    keys: list[str] = []
+def deferred_reads(pipeline: beam.Pipeline) -> dict[str, KafkaReadSpec]:
+    """This pipeline's Kafka reads that commit only on success: deferral key -> spec."""
+    reads: dict[str, KafkaReadSpec] = {}
 
     class _Find(PipelineVisitor):
         def enter_composite_transform(self, node) -> None:
             key = getattr(node.transform, "deferral_key", None)
             if isinstance(node.transform, ReadFromKafka) and key:
-                keys.append(key)
+                reads[key] = node.transform.spec
 
     pipeline.visit(_Find())
-    return keys
+    return reads

@@ -94,7 +94,7 @@ def test_a_batch_run_starts_no_feed(tmp_path):
     context = RunContext(pipeline)
     try:
         assert context.feeds == []
-        assert len(context.deferred._keys) == 1  # committed once the run succeeded
+        assert len(context.deferred.reads) == 1  # committed once the run succeeded
     finally:
         context.close()
 
