@@ -49,7 +49,11 @@ class RunContext:
         return request_stop(self.feeds, flush)
 
     def all_stopped(self) -> bool:
-        return all(feed.stopped for feed in self.feeds)
+        if not self.feeds:
+            return True
+        from beamstream.runners.direct.feed_process import all_stopped
+
+        return all_stopped(self.feeds)
 
     def close(self) -> None:
         """Forgets the deferred commits and stops the feeds (once the run is over)."""
