@@ -28,6 +28,7 @@ START_POSITIONS = ("earliest", "latest", "committed")
 BEAM_FILESYSTEMS = ("gs", "s3", "hdfs", "azfs")
 STOP_CONDITIONS = ("never", "end")
 COMMIT_MODES = ("finalize", "auto", "none")
+KAFKA_CLIENTS = ("kafka-python", "confluent")  # the default first
 
 _HOST_PORT = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
@@ -48,6 +49,7 @@ class KafkaUri:
     max_records: int | None = None
     max_read_time: float | None = None  # seconds
     commit: str = "finalize"
+    client: str = "kafka-python"  # kafka-python | confluent (librdkafka, beamstream[confluent])
     params: dict[str, str] = field(default_factory=dict)
 
     scheme = "kafka"
@@ -178,7 +180,7 @@ def parse_kafka_uri(text: str) -> KafkaUri:
         if not _TOPIC.match(topic):
             raise UriError(f"{text}: invalid topic name {topic!r}")
     params = dict(parse_qsl(parts.query, keep_blank_values=True))
-    known = {"group", "start", "stop", "max_records", "max_read_time", "commit"}
+    known = {"group", "start", "stop", "max_records", "max_read_time", "commit", "client"}
     start = params.pop("start", "earliest")
     if start not in START_POSITIONS and not start.isdigit():
         raise UriError(
@@ -190,6 +192,9 @@ def parse_kafka_uri(text: str) -> KafkaUri:
     commit = params.pop("commit", "finalize")
     if commit not in COMMIT_MODES:
         raise UriError(f"{text}: commit={commit!r}; use finalize, auto or none")
+    client = params.pop("client", "kafka-python")
+    if client not in KAFKA_CLIENTS:
+        raise UriError(f"{text}: client={client!r}; use {' or '.join(KAFKA_CLIENTS)}")
     group = params.pop("group", None) or None
     if start == "committed" and not group:
         raise UriError(f"{text}: start=committed needs group=ID")
@@ -207,6 +212,7 @@ def parse_kafka_uri(text: str) -> KafkaUri:
         max_records=max_records,
         max_read_time=max_read_time,
         commit=commit,
+        client=client,
     )
 
 

@@ -37,10 +37,8 @@ class _Committer:
         self._lock = threading.Lock()
 
     def commit(self, partition: Partition, offset: int) -> None:
-        from kafka import OffsetAndMetadata, TopicPartition
-
         with self._lock:
-            self._consumer.commit({TopicPartition(*partition): OffsetAndMetadata(offset, "", -1)})
+            self._consumer.commit({partition: (offset, "")})
 
 
 _COMMITTERS: dict[tuple[Any, ...], _Committer] = {}  # connection cache of this worker process
@@ -48,7 +46,12 @@ _LOCK = threading.Lock()
 
 
 def committer(spec: KafkaReadSpec) -> _Committer:
-    key = (spec.bootstrap_servers, spec.group, tuple(sorted(spec.consumer_config.items())))
+    key = (
+        spec.client,
+        spec.bootstrap_servers,
+        spec.group,
+        tuple(sorted(spec.consumer_config.items())),
+    )
     with _LOCK:
         if key not in _COMMITTERS:
             _COMMITTERS[key] = _Committer(spec)

@@ -69,6 +69,7 @@ def read_spec(
         event_time=event_time,
         consumer_config=dict(consumer_config or {}),
         max_batch=max_batch,
+        client=uri.client,
     )
 
 

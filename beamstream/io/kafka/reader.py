@@ -1,8 +1,9 @@
 """A batch reader over Kafka partitions: the one read loop both Beam paths share.
 
-``KafkaBatchReader`` owns a kafka-python consumer with explicitly assigned
-partitions (no group rebalancing: joining a group took ~23 s on the test
-broker and Beam's Java KafkaIO assigns too). Each ``read()`` is one poll,
+``KafkaBatchReader`` owns a consumer (kafka-python or confluent-kafka, see
+``client``) with explicitly assigned partitions (no group rebalancing:
+joining a group took ~23 s on the test broker and Beam's Java KafkaIO
+assigns too). Each ``read()`` is one poll,
 returned as one ``MessageBatch`` per partition, with event times extracted and
 the partition watermarks updated. The SDF/UnboundedSource path (Flink,
 Dataflow, batch) runs one reader per partition; the local streaming feed runs
@@ -25,6 +26,14 @@ from typing import Any
 from beamstream.errors import UserError
 from beamstream.io.elements import MAX_WATERMARK, MessageBatch
 from beamstream.io.event_time_policy import EventTimePolicy
+from beamstream.io.kafka.client import (
+    BEGINNING,
+    END,
+    KAFKA_PYTHON,
+    BrokerUnavailable,
+    PartitionConsumer,
+    open_client_consumer,
+)
 from beamstream.io.outage import Outage
 from beamstream.io.watermarks import PartitionWatermarks
 
@@ -84,17 +93,16 @@ class KafkaReadSpec:
     # ended: batch semantics (every window fires once, at the end) on runners
     # that follow a bounded read's watermark as it goes (Prism).
     hold_watermark: bool = False
+    client: str = KAFKA_PYTHON  # or CONFLUENT: librdkafka (io/kafka/client.py)
 
     @property
     def servers_text(self) -> str:
         return ",".join(self.bootstrap_servers)
 
 
-def consumer_config(spec: KafkaReadSpec) -> dict[str, Any]:
-    """kafka-python consumer settings tuned for batch polling."""
-    config: dict[str, Any] = {
-        "bootstrap_servers": list(spec.bootstrap_servers),
-        "group_id": spec.group,
+def consumer_settings(spec: KafkaReadSpec) -> dict[str, Any]:
+    """Consumer settings tuned for batch polling, in kafka-python's names."""
+    return {
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
         "max_poll_records": spec.max_batch,
@@ -105,37 +113,36 @@ def consumer_config(spec: KafkaReadSpec) -> dict[str, Any]:
         "bootstrap_timeout_ms": int(spec.connect_timeout_s * 1000),
         "client_id": "beamstream",
     }
-    config.update(spec.consumer_config)
-    return config
 
 
-def list_partitions(consumer, spec: KafkaReadSpec) -> list[tuple[str, int]]:
+def list_partitions(consumer: PartitionConsumer, spec: KafkaReadSpec) -> list[tuple[str, int]]:
     """(topic, partition) pairs of every topic; a missing topic is an error."""
     # A topic that is being created may take a moment to appear in metadata.
     deadline = time.monotonic() + min(spec.connect_timeout_s, 3.0)
     result: list[tuple[str, int]] = []
     for topic in spec.topics:
-        parts = consumer.partitions_for_topic(topic)
+        parts = consumer.partitions(topic)
         while not parts and time.monotonic() < deadline:
             time.sleep(0.2)
-            parts = consumer.partitions_for_topic(topic)
+            parts = consumer.partitions(topic)
         if not parts:
             raise KafkaReadError(f"topic {topic!r} does not exist on {spec.servers_text}")
-        result.extend((topic, p) for p in sorted(parts))
+        result.extend((topic, p) for p in parts)
     return result
 
 
-def open_consumer(spec: KafkaReadSpec):
-    """A connected consumer, or KafkaReadError naming the servers."""
-    from kafka import KafkaConsumer
-    from kafka.errors import KafkaError
-
+def open_consumer(spec: KafkaReadSpec) -> PartitionConsumer:
+    """A connected consumer of the spec's client, or KafkaReadError naming the servers."""
     try:
-        return KafkaConsumer(**consumer_config(spec))
-    except KafkaError as exc:
-        raise KafkaReadError(
-            f"cannot reach Kafka at {spec.servers_text}: {type(exc).__name__}: {exc}"
-        ) from exc
+        return open_client_consumer(
+            spec.client,
+            spec.bootstrap_servers,
+            spec.group,
+            consumer_settings(spec),
+            spec.consumer_config,
+        )
+    except BrokerUnavailable as exc:
+        raise KafkaReadError(f"cannot reach Kafka at {spec.servers_text}: {exc}") from exc
 
 
 class KafkaBatchReader:
@@ -148,19 +155,17 @@ class KafkaBatchReader:
         positions: dict[tuple[str, int], int] | None = None,
         end_offsets: dict[tuple[str, int], int] | None = None,
     ):
-        from kafka import TopicPartition
-
         self.spec = spec
         self._consumer = open_consumer(spec)
         pairs = partitions or list_partitions(self._consumer, spec)
-        self._tps = {pair: TopicPartition(*pair) for pair in pairs}
-        self._consumer.assign(list(self._tps.values()))
+        self._pairs = list(pairs)
+        self._pair_set = set(pairs)
         self.watermarks = PartitionWatermarks(
             spec.event_time.max_out_of_orderness_s, spec.event_time.idle_timeout_s
         )
         for pair in pairs:
             self.watermarks.add_partition(pair)
-        self._seek(positions or {})
+        self._consumer.assign(self._starts(positions or {}))
         self._started = time.monotonic()
         self.end_offsets: dict[tuple[str, int], int] = {}
         if spec.stop == "end":
@@ -176,55 +181,49 @@ class KafkaBatchReader:
         )
 
     # -- positions -----------------------------------------------------------------
-    def _seek(self, positions: dict[tuple[str, int], int]) -> None:
+    def _starts(self, positions: dict[tuple[str, int], int]) -> dict[tuple[str, int], int]:
+        """Where each partition's read starts: a checkpoint's position, else the spec's start."""
         spec, consumer = self.spec, self._consumer
-        pending = [pair for pair in self._tps if pair not in positions]
-        for pair, offset in positions.items():
-            if pair in self._tps:
-                consumer.seek(self._tps[pair], offset)
+        pending = [pair for pair in self._pairs if pair not in positions]
+        starts = {pair: positions[pair] for pair in self._pairs if pair in positions}
         if not pending:
-            return
-        tps = [self._tps[p] for p in pending]
+            return starts
         if spec.start == "latest":
-            consumer.seek_to_end(*tps)
+            starts.update(dict.fromkeys(pending, END))
         elif spec.start == "committed":
-            restored = []
-            for tp in tps:
-                committed = consumer.committed(tp, metadata=True)
-                restored.append(committed and _watermark_of(committed.metadata))
-                if committed is None:
-                    consumer.seek_to_beginning(tp)
-                else:
-                    consumer.seek(tp, committed.offset)
+            committed = consumer.committed(pending)
+            for pair in pending:
+                found = committed.get(pair)
+                starts[pair] = BEGINNING if found is None else found[0]
             # Resume with the sink watermark of the newest commit, so windows
             # that were final then are not rebuilt from part of their records.
             # It is one watermark for all partitions: records of a partition
             # committed earlier, or not at all, that lie in those windows were
             # counted in their final results already.
-            known = [w for w in restored if w is not None]
-            if known:
-                self.watermarks.restore(max(known))
+            known = [_watermark_of(c[1]) for c in committed.values() if c is not None]
+            marks = [w for w in known if w is not None]
+            if marks:
+                self.watermarks.restore(max(marks))
         elif spec.start.isdigit():
-            found = consumer.offsets_for_times({tp: int(spec.start) for tp in tps})
-            ends = consumer.end_offsets(tps)
-            for tp in tps:
-                hit = found.get(tp)
-                consumer.seek(tp, hit.offset if hit is not None else ends[tp])
+            found_at = consumer.offsets_for_times(pending, int(spec.start))
+            for pair in pending:
+                hit = found_at.get(pair)
+                starts[pair] = END if hit is None else hit
         else:
-            consumer.seek_to_beginning(*tps)
+            starts.update(dict.fromkeys(pending, BEGINNING))
+        return starts
 
     def _end_offsets(self) -> dict[tuple[str, int], int]:
-        ends = self._consumer.end_offsets(list(self._tps.values()))
-        return {(tp.topic, tp.partition): off for tp, off in ends.items()}
+        return self._consumer.end_offsets(self._pairs)
 
     def positions(self) -> dict[tuple[str, int], int]:
         """Next offset to read per partition: the checkpoint of this reader."""
-        return {pair: self._consumer.position(tp) for pair, tp in self._tps.items()}
+        return {pair: self._consumer.position(pair) for pair in self._pairs}
 
     # -- reading -------------------------------------------------------------------
     @property
     def done(self) -> bool:
-        return len(self._finished) == len(self._tps)
+        return len(self._finished) == len(self._pairs)
 
     def read(self, timeout_s: float = 0.2) -> list[MessageBatch]:
         """One poll: per-partition batches, annotated with the watermark before it."""
@@ -234,15 +233,13 @@ class KafkaBatchReader:
         polled = self._poll(timeout_s)
         batches: list[MessageBatch] = []
         policy = self.spec.event_time
-        for tp, records in polled.items():
-            pair = (tp.topic, tp.partition)
+        for pair, records in polled.items():
             if pair in self._finished or not records:
                 continue
             records = self._apply_stops(pair, records)
             if not records:
                 continue
-            values = [r.value if r.value is not None else b"" for r in records]
-            stamps = [r.timestamp for r in records]
+            values, stamps = records.values, records.timestamps_ms
             events = None
             known: list[int] = []
             if self.spec.stamp_event_times:
@@ -251,14 +248,14 @@ class KafkaBatchReader:
             self.watermarks.observe(pair, max(known) if known else None)
             batches.append(
                 MessageBatch(
-                    source=tp.topic,
-                    partition=tp.partition,
+                    source=pair[0],
+                    partition=pair[1],
                     values=values,
-                    offsets=[r.offset for r in records],
+                    offsets=records.offsets,
                     timestamps_ms=stamps,
                     event_times_us=events,
-                    keys=[r.key for r in records],
-                    headers=[tuple(r.headers or ()) for r in records],
+                    keys=records.keys,
+                    headers=records.headers,
                     watermark_us=announced,
                 )
             )
@@ -285,31 +282,24 @@ class KafkaBatchReader:
     def _poll_once(self, timeout_s: float):
         """One consumer poll; None while the broker is unreachable (retried later).
 
-        kafka-python retries failed fetches itself and its polls just come back
-        empty, except that a consumer with a group raises while its
-        coordinator cannot be found. So an empty poll after a quiet spell is
-        checked with a broker request; an outage is reported once, and while
-        it lasts nothing counts as caught up or idle.
+        Both clients retry failed fetches themselves and their polls just come
+        back empty. So an empty poll after a quiet spell is checked with a
+        broker request; an outage is reported once, and while it lasts nothing
+        counts as caught up or idle.
         """
-        from kafka.errors import KafkaError
-
         try:
-            polled = self._consumer.poll(
-                timeout_ms=int(timeout_s * 1000), max_records=self.spec.max_batch
-            )
+            polled = self._consumer.poll(timeout_s, self.spec.max_batch)
             if polled:
                 self._last_reached = time.monotonic()
             elif (
                 self._outage.since is not None
                 or time.monotonic() - self._last_reached >= _REACHABILITY_CHECK_S
             ):
-                self._consumer.end_offsets(list(self._tps.values()), timeout_ms=2000)
+                self._consumer.end_offsets(self._pairs, timeout_s=2.0)
                 self._last_reached = time.monotonic()
-        except KafkaError as exc:
-            if not exc.retriable:
-                raise
+        except BrokerUnavailable as exc:
             self._outage.failed(exc)
-            for pair in self._tps:
+            for pair in self._pairs:
                 self._empty_polls[pair] = 0
                 self.watermarks.hold(pair)
             time.sleep(min(timeout_s, 0.5))
@@ -321,8 +311,8 @@ class KafkaBatchReader:
         if self.spec.stop != "end":
             return False
         return any(
-            self._consumer.position(tp) >= self.end_offsets.get(pair, 0)
-            for pair, tp in self._tps.items()
+            self._consumer.position(pair) >= self.end_offsets.get(pair, 0)
+            for pair in self._pairs
             if pair not in self._finished
         )
 
@@ -333,15 +323,13 @@ class KafkaBatchReader:
             if room <= 0:
                 self._finish_all()
                 return []
-            records = records[:room]
+            records = records.head(room)
         if spec.stop == "end":
             # Records from the listed end on were appended after the read started.
             end = self.end_offsets.get(pair, 0)
-            for i, record in enumerate(records):
-                if record.offset >= end:
-                    records = records[:i]
-                    self._finish(pair)
-                    break
+            if records.offsets[-1] >= end:
+                records = records.head(sum(1 for o in records.offsets if o < end))
+                self._finish(pair)
         self._records_read += len(records)
         if spec.max_records is not None and self._records_read >= spec.max_records:
             self._finish_all()
@@ -360,17 +348,17 @@ class KafkaBatchReader:
             spec.max_read_time is not None
             and time.monotonic() - self._started >= spec.max_read_time
         )
-        for pair, tp in self._tps.items():
+        for pair in self._pairs:
             if pair in self._finished:
                 continue
             if pair in with_data:
                 self._empty_polls[pair] = 0
             elif not saturated:
                 self._empty_polls[pair] += 1
-            position = self._consumer.position(tp)
+            position = self._consumer.position(pair)
             reached_end = spec.stop == "end" and position >= self.end_offsets.get(pair, 0)
             if reached_end and (
-                self._drained(tp, position) or (pair not in with_data and not saturated)
+                self._drained(pair, position) or (pair not in with_data and not saturated)
             ):
                 self._finish(pair)
             else:
@@ -380,9 +368,9 @@ class KafkaBatchReader:
             self._finish_all()
         self.watermarks.advance(self._confirm_caught_up)
 
-    def _drained(self, tp, position: int) -> bool:
+    def _drained(self, pair: tuple[str, int], position: int) -> bool:
         """At the high watermark of the last fetch response: nothing more was there."""
-        highwater = self._consumer.highwater(tp)
+        highwater = self._consumer.highwater(pair)
         return highwater is not None and position >= highwater
 
     def _confirm_caught_up(self, pair: Any) -> bool:
@@ -393,17 +381,14 @@ class KafkaBatchReader:
         complete yet): the high watermark of the last fetch response must be
         reached, and a fresh listing must show nothing beyond the position.
         """
-        from kafka.errors import KafkaError
-
-        tp = self._tps[pair]
-        position = self._consumer.position(tp)
-        if not self._drained(tp, position):
+        position = self._consumer.position(pair)
+        if not self._drained(pair, position):
             return False
         # That high watermark may be a fetch old: a fresh listing shows any
         # record written since.
         try:
-            listed = self._consumer.end_offsets([tp], timeout_ms=2000)[tp]
-        except KafkaError:
+            listed = self._consumer.end_offsets([pair], timeout_s=2.0)[pair]
+        except Exception:  # noqa: BLE001 - unreachable or refused: not confirmed
             return False
         return position >= listed
 
@@ -411,10 +396,10 @@ class KafkaBatchReader:
         if pair not in self._finished:
             self._finished.add(pair)
             self.watermarks.finish(pair)
-            self._consumer.pause(self._tps[pair])
+            self._consumer.pause(pair)
 
     def _finish_all(self) -> None:
-        for pair in self._tps:
+        for pair in self._pairs:
             self._finish(pair)
 
     @property
@@ -436,24 +421,15 @@ class KafkaBatchReader:
         """
         if not self.spec.group or self.spec.commit == "none" or not offsets:
             return
-        from kafka import OffsetAndMetadata
-
         # The resume watermark travels in the commit metadata (Kafka keeps it
         # with the offset, atomically), so a restart never sees one without the other.
         metadata = f"wm={watermark_us}" if watermark_us is not None else ""
-        values = {
-            self._tps[p]: OffsetAndMetadata(o, metadata, -1)
-            for p, o in offsets.items()
-            if p in self._tps
-        }
-        if asynchronous:
-            self._consumer.commit_async(values, callback=self._commit_done)
-        else:
-            self._consumer.commit(values)
+        values = {p: (o, metadata) for p, o in offsets.items() if p in self._pair_set}
+        self._consumer.commit(values, asynchronous, self._commit_done if asynchronous else None)
 
-    def _commit_done(self, offsets, response) -> None:
-        if isinstance(response, Exception):
-            self._commit_outage.failed(response)
+    def _commit_done(self, error: Exception | None) -> None:
+        if error is not None:
+            self._commit_outage.failed(error)
         else:
             self._commit_outage.succeeded()
 
@@ -471,4 +447,4 @@ class KafkaBatchReader:
                 self.commit(self.positions())
             except Exception as exc:  # closing must not mask the real outcome
                 _LOG.warning("final auto-commit failed: %s", exc)
-        self._consumer.close(autocommit=False)
+        self._consumer.close()

@@ -9,8 +9,14 @@ from typing import Any
 import apache_beam as beam
 
 from beamstream import counters
+from beamstream.errors import UserError
 from beamstream.io.elements import encode_payload
+from beamstream.io.kafka.client import KAFKA_PYTHON, BrokerUnavailable, open_producer
 from beamstream.io.uris import KafkaUri, parse_kafka_uri
+
+
+class KafkaWriteError(UserError, RuntimeError):
+    """The sink cannot reach its brokers; the message names them."""
 
 
 class _WriteToKafkaFn(beam.DoFn):
@@ -23,7 +29,9 @@ class _WriteToKafkaFn(beam.DoFn):
         producer_config: dict[str, Any],
         key_fn: Callable[[Any], bytes | str | None] | None,
         headers_fn: Callable[[Any], list[tuple[str, bytes]]] | None,
+        client: str = KAFKA_PYTHON,
     ):
+        self._client = client
         self._servers = servers
         self._topic = topic
         self._config = producer_config
@@ -34,10 +42,7 @@ class _WriteToKafkaFn(beam.DoFn):
         self._lock = threading.Lock()
 
     def setup(self):
-        from kafka import KafkaProducer
-
-        config: dict[str, Any] = {
-            "bootstrap_servers": list(self._servers),
+        settings: dict[str, Any] = {
             "acks": "all",
             "linger_ms": 20,
             "batch_size": 512 * 1024,
@@ -45,8 +50,11 @@ class _WriteToKafkaFn(beam.DoFn):
             "retries": 5,
             "client_id": "beamstream",
         }
-        config.update(self._config)
-        self._producer = KafkaProducer(**config)
+        try:
+            self._producer = open_producer(self._client, self._servers, settings, self._config)
+        except BrokerUnavailable as exc:
+            servers = ",".join(self._servers)
+            raise KafkaWriteError(f"cannot reach Kafka at {servers}: {exc}") from exc
         self._produced = counters.counter(counters.MESSAGES_PRODUCED)
 
     def start_bundle(self):
@@ -61,9 +69,7 @@ class _WriteToKafkaFn(beam.DoFn):
         if isinstance(key, str):
             key = key.encode("utf-8")
         headers = self._headers_fn(element) if self._headers_fn else None
-        self._producer.send(
-            self._topic, value=encode_payload(element), key=key, headers=headers
-        ).add_errback(self._failed)
+        self._producer.send(self._topic, encode_payload(element), key, headers, self._failed)
 
     def finish_bundle(self):
         self._producer.flush()
@@ -76,7 +82,7 @@ class _WriteToKafkaFn(beam.DoFn):
 
     def teardown(self):
         if self._producer is not None:
-            self._producer.close(timeout=10)
+            self._producer.close()
             self._producer = None
 
 
@@ -105,5 +111,6 @@ class WriteToKafka(beam.PTransform):
                 self._config,
                 self._key_fn,
                 self._headers_fn,
+                self._uri.client,
             )
         )

@@ -18,6 +18,7 @@ from beamstream.io.kafka import ReadFromKafka, WriteToKafka
 from beamstream.io.kafka.reader import KafkaReadError
 from beamstream.launch.run import run_pipeline
 from tests.support import runs
+from tests.support.kafka_clients import with_client
 from tests.support.kafka_offsets import committed_offsets
 
 pytestmark = pytest.mark.integration
@@ -66,26 +67,33 @@ def _read_positions(uri, batched=True, **options) -> list[tuple[int, int]]:
     return _SEEN[key]
 
 
-def test_bounded_read_returns_each_record_exactly_once(kafka_broker):
+def test_bounded_read_returns_each_record_exactly_once(kafka_broker, kafka_client):
     topic = kafka_broker.new_topic("exact", partitions=4)
     _produce(kafka_broker.bootstrap, topic, 100_000)
-    seen = _read_positions(f"kafka://{kafka_broker.bootstrap}/{topic}?stop=end")
+    seen = _read_positions(
+        with_client(f"kafka://{kafka_broker.bootstrap}/{topic}?stop=end", kafka_client)
+    )
     assert len(seen) == 100_000
     assert sorted(seen) == sorted((i % 4, i // 4) for i in range(100_000))
 
 
-def test_record_shape_emits_one_message_per_record(kafka_broker):
+def test_record_shape_emits_one_message_per_record(kafka_broker, kafka_client):
     topic = kafka_broker.new_topic("records", partitions=2)
     _produce(kafka_broker.bootstrap, topic, 2_000, partitions=2)
-    seen = _read_positions(f"kafka://{kafka_broker.bootstrap}/{topic}?stop=end", batched=False)
+    seen = _read_positions(
+        with_client(f"kafka://{kafka_broker.bootstrap}/{topic}?stop=end", kafka_client),
+        batched=False,
+    )
     assert sorted(seen) == sorted((i % 2, i // 2) for i in range(2_000))
 
 
-def test_finalize_commits_and_committed_start_reads_only_new_records(kafka_broker):
+def test_finalize_commits_and_committed_start_reads_only_new_records(kafka_broker, kafka_client):
     bootstrap = kafka_broker.bootstrap
     topic = kafka_broker.new_topic("commits", partitions=4)
     _produce(bootstrap, topic, 4_000)
-    uri = f"kafka://{bootstrap}/{topic}?stop=end&group=g1&start=committed"
+    uri = with_client(
+        f"kafka://{bootstrap}/{topic}?stop=end&group=g1&start=committed", kafka_client
+    )
     first = _read_positions(uri)
     assert len(first) == 4_000
     assert committed_offsets(bootstrap, topic, "g1") == {p: 1_000 for p in range(4)}
@@ -109,11 +117,13 @@ class _FailOnce(beam.DoFn):
         yield element
 
 
-def test_failed_run_commits_nothing_and_rerun_loses_nothing(kafka_broker, tmp_path):
+def test_failed_run_commits_nothing_and_rerun_loses_nothing(kafka_broker, kafka_client, tmp_path):
     bootstrap = kafka_broker.bootstrap
     topic = kafka_broker.new_topic("atleastonce", partitions=4)
     _produce(bootstrap, topic, 20_000)
-    uri = f"kafka://{bootstrap}/{topic}?stop=end&group=g2&start=committed"
+    uri = with_client(
+        f"kafka://{bootstrap}/{topic}?stop=end&group=g2&start=committed", kafka_client
+    )
     key = "failing"
     _SEEN[key] = []
 
@@ -136,7 +146,7 @@ def test_failed_run_commits_nothing_and_rerun_loses_nothing(kafka_broker, tmp_pa
     assert committed_offsets(bootstrap, topic, "g2") == {p: 5_000 for p in range(4)}
 
 
-def test_write_then_read_preserves_keys_values_and_headers(kafka_broker):
+def test_write_then_read_preserves_keys_values_and_headers(kafka_broker, kafka_client):
     bootstrap = kafka_broker.bootstrap
     topic = kafka_broker.new_topic("roundtrip", partitions=1)
     records = [{"id": i, "text": f"héllo {i}"} for i in range(50)]
@@ -145,7 +155,7 @@ def test_write_then_read_preserves_keys_values_and_headers(kafka_broker):
             p
             | beam.Create(records)
             | WriteToKafka(
-                f"kafka://{bootstrap}/{topic}",
+                with_client(f"kafka://{bootstrap}/{topic}", kafka_client),
                 key_fn=lambda r: f"key-{r['id']}",
                 headers_fn=lambda r: [("id", str(r["id"]).encode()), ("kind", b"test")],
             )
@@ -154,7 +164,11 @@ def test_write_then_read_preserves_keys_values_and_headers(kafka_broker):
     _SEEN[key] = []
 
     def build(p, _options):
-        p | ReadFromKafka(f"kafka://{bootstrap}/{topic}?stop=end") | beam.Map(_collect, key)
+        (
+            p
+            | ReadFromKafka(with_client(f"kafka://{bootstrap}/{topic}?stop=end", kafka_client))
+            | beam.Map(_collect, key)
+        )
 
     run_pipeline(build, PipelineOptions())
     got = sorted(_SEEN[key], key=lambda m: m.offset)
@@ -165,21 +179,23 @@ def test_write_then_read_preserves_keys_values_and_headers(kafka_broker):
     ]
 
 
-def test_missing_topic_and_unreachable_broker_fail_with_clear_errors(kafka_broker):
+def test_missing_topic_and_unreachable_broker_fail_with_clear_errors(kafka_broker, kafka_client):
     with pytest.raises(Exception, match="does not exist"):
-        _read_positions(f"kafka://{kafka_broker.bootstrap}/no-such-topic?stop=end")
+        _read_positions(
+            with_client(f"kafka://{kafka_broker.bootstrap}/no-such-topic?stop=end", kafka_client)
+        )
     started = time.monotonic()
     with pytest.raises(Exception, match=r"cannot reach Kafka at 127\.0\.0\.1:9"):
-        _read_positions("kafka://127.0.0.1:9/t?stop=end")
+        _read_positions(with_client("kafka://127.0.0.1:9/t?stop=end", kafka_client))
     assert time.monotonic() - started < 120  # bounded, not a hang
     assert issubclass(KafkaReadError, RuntimeError)
 
 
-def test_same_bounded_pipeline_on_portable_runner(kafka_broker):
+def test_same_bounded_pipeline_on_portable_runner(kafka_broker, kafka_client):
     """The portable path Flink and Dataflow use gives the same records."""
     topic = kafka_broker.new_topic("portable", partitions=2)
     _produce(kafka_broker.bootstrap, topic, 3_000, partitions=2)
-    uri = f"kafka://{kafka_broker.bootstrap}/{topic}?stop=end"
+    uri = with_client(f"kafka://{kafka_broker.bootstrap}/{topic}?stop=end", kafka_client)
     direct = _read_positions(uri)
     portable = _read_positions(
         uri, runner="PortableRunner", job_endpoint="embed", environment_type="LOOPBACK"
@@ -188,7 +204,7 @@ def test_same_bounded_pipeline_on_portable_runner(kafka_broker):
     assert len(portable) == 3_000
 
 
-def test_streaming_on_direct_runner_counts_live_records_per_window(kafka_broker):
+def test_streaming_on_direct_runner_counts_live_records_per_window(kafka_broker, kafka_client):
     """Records produced in real time give the right per-window counts while it runs."""
     bootstrap = kafka_broker.bootstrap
     topic = kafka_broker.new_topic("live", partitions=2)
@@ -200,7 +216,7 @@ def test_streaming_on_direct_runner_counts_live_records_per_window(kafka_broker)
     (
         pipeline
         | ReadFromKafka(
-            f"kafka://{bootstrap}/{topic}",
+            with_client(f"kafka://{bootstrap}/{topic}", kafka_client),
             batched=True,
             event_time=EventTimePolicy(field="timestamp", max_out_of_orderness_s=0.5),
         )
@@ -257,14 +273,16 @@ def _hold_until_released(element):
     return element
 
 
-def test_two_runs_in_one_process_commit_only_their_own_offsets(kafka_broker):
+def test_two_runs_in_one_process_commit_only_their_own_offsets(kafka_broker, kafka_client):
     """Deferred batch offsets belong to their run: another run's start or end leaves them."""
     bootstrap = kafka_broker.bootstrap
     topics = {name: kafka_broker.new_topic(f"two-runs-{name}", partitions=4) for name in "ab"}
     for topic in topics.values():
         _produce(bootstrap, topic, 400)
     uris = {
-        name: f"kafka://{bootstrap}/{topic}?stop=end&group=g-{topic}&start=committed"
+        name: with_client(
+            f"kafka://{bootstrap}/{topic}?stop=end&group=g-{topic}&start=committed", kafka_client
+        )
         for name, topic in topics.items()
     }
     _A_WAITING.clear()
@@ -272,8 +290,11 @@ def test_two_runs_in_one_process_commit_only_their_own_offsets(kafka_broker):
 
     def build_a(p, _options):
         # The read finishes (its offsets deferred) before the step after the shuffle blocks.
-        _ = p | ReadFromKafka(uris["a"], batched=True) | beam.Reshuffle() | beam.Map(
-            _hold_until_released
+        _ = (
+            p
+            | ReadFromKafka(uris["a"], batched=True)
+            | beam.Reshuffle()
+            | beam.Map(_hold_until_released)
         )
 
     errors: list[BaseException] = []
@@ -298,7 +319,9 @@ def test_two_runs_in_one_process_commit_only_their_own_offsets(kafka_broker):
         assert committed_offsets(bootstrap, topic, f"g-{topic}") == want, topic
 
 
-def test_one_split_reader_holds_the_watermark_for_every_partition_and_resumes_it(kafka_broker):
+def test_one_split_reader_holds_the_watermark_for_every_partition_and_resumes_it(
+    kafka_broker, kafka_client
+):
     """The Prism shape (one split over all partitions): no element is emitted behind
     a watermark reported before it, whichever partition it comes from, and a reader
     rebuilt from a checkpoint mark goes on from the watermark reported before."""
@@ -314,7 +337,11 @@ def test_one_split_reader_holds_the_watermark_for_every_partition_and_resumes_it
     producer.flush()
     producer.close()
     policy = EventTimePolicy(field="timestamp", max_out_of_orderness_s=2.0, idle_timeout_s=1000)
-    spec = read_spec(f"kafka://{kafka_broker.bootstrap}/{topic}", policy, max_batch=150)
+    spec = read_spec(
+        with_client(f"kafka://{kafka_broker.bootstrap}/{topic}", kafka_client),
+        policy,
+        max_batch=150,
+    )
     [source] = KafkaPartitionSource(spec, batched=True, split_partitions=False).split(1)
     assert source.partitions == ((topic, 0), (topic, 1))
 
@@ -346,7 +373,7 @@ def test_one_split_reader_holds_the_watermark_for_every_partition_and_resumes_it
     assert sum(len(e) for e in seen) == 800, (mark, [(e[0], e[-1]) for e in seen])
     emitted = first + second
     for i, (_, watermark) in enumerate(emitted):
-        later = [ts for ts, _ in emitted[i + 1:]]
+        later = [ts for ts, _ in emitted[i + 1 :]]
         assert not later or watermark <= min(later), (i, watermark, min(later))
     # partition 1 lags by 100 s: the watermark waits for it
     assert max(w for _, w in emitted) < (base + 40) * 1_000_000
