@@ -31,6 +31,8 @@ setup(
         # kafka-python checks record CRCs in pure Python without it: about
         # half its consume time (bench.frames: 67k -> 99k frames/s).
         "fast": ["crc32c>=2.3,<3"],
+        # client=confluent in Kafka URIs: librdkafka, about twice kafka-python's consume rate.
+        "confluent": ["confluent-kafka>=2.3,<3"],
         "test": [
             "pytest>=8,<10",
             "hypothesis>=6.100,<7",

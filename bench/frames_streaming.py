@@ -1,7 +1,7 @@
 """Streaming catch-up and live latency of ``beamstream frames``: local bridge and Prism.
 
     python -m bench.frames_streaming [--frames 1000000] [--live-rate 20000] [--live-seconds 30]
-        [--runner bridge|prism|both]
+        [--runner bridge|prism|both] [--client kafka-python|confluent]
 
 ``bridge`` is the streaming DirectRunner fed through the TestStream live feed;
 ``prism`` is Beam's Prism runner (``--prism_location`` from BEAMSTREAM_PRISM_BIN
@@ -10,7 +10,8 @@ measures them one after the other on the same backlog, then the live phase on
 Prism.
 
 1. Pre-produces frames (about 1,000 per second of event time, mild disorder)
-   into a 4-partition topic, and measures the raw kafka-python drain of it.
+   into a 4-partition topic, and measures the raw drain of it by ``--client``,
+   the Kafka client library the pipeline reads and writes with.
 2. Starts ``beamstream frames --streaming`` (a subprocess, as a user would) from
    ``earliest`` with results to Kafka topics, and times process start until the
    final result of the last window arrives. Prints frames/s, the ratio to the
@@ -96,21 +97,24 @@ def main() -> None:
     parser.add_argument("--live-rate", type=int, default=20_000)
     parser.add_argument("--live-seconds", type=int, default=30)
     parser.add_argument("--runner", choices=("bridge", "prism", "both"), default="bridge")
+    parser.add_argument("--client", choices=("kafka-python", "confluent"), default="kafka-python")
     args = parser.parse_args()
     runners = ["bridge", "prism"] if args.runner == "both" else [args.runner]
     with broker() as b:
         source = b.create_topic("frames-in", partitions=4)
         lines = list(frames(args.frames, per_second=1000, users=5000, disorder_s=1.0))
         produce(b.bootstrap, source, lines, 4)
-        drain = raw_drain(b.bootstrap, source, len(lines))
+        drain = raw_drain(b.bootstrap, source, len(lines), args.client)
         want_seconds, _, _ = reference(lines)
-        print(f"raw kafka-python drain:            {drain:>10,.0f} frames/s")
+        print(f"{f'raw {args.client} drain:':35}{drain:>10,.0f} frames/s")
         for i, runner in enumerate(runners):
             last = i == len(runners) - 1
-            catch_up(b, source, lines, want_seconds, drain, runner, args if last else None)
+            catch_up(
+                b, source, lines, want_seconds, drain, runner, args.client, args if last else None
+            )
 
 
-def catch_up(b, source, lines, want_seconds, drain, runner, live_args) -> None:
+def catch_up(b, source, lines, want_seconds, drain, runner, client, live_args) -> None:
     """Times one runner's catch-up on the backlog; then the live phase if asked."""
     sec_topic = b.create_topic(f"frames-sec-{runner}", partitions=1)
     min_topic = b.create_topic(f"frames-min-{runner}", partitions=1)
@@ -126,9 +130,9 @@ def catch_up(b, source, lines, want_seconds, drain, runner, live_args) -> None:
             "frames",
             "--streaming",
             *RUNNER_ARGS[runner](),
-            f"--source=kafka://{b.bootstrap}/{source}?start=earliest",
-            f"--per_second_sink=kafka://{b.bootstrap}/{sec_topic}",
-            f"--per_minute_sink=kafka://{b.bootstrap}/{min_topic}",
+            f"--source=kafka://{b.bootstrap}/{source}?start=earliest&client={client}",
+            f"--per_second_sink=kafka://{b.bootstrap}/{sec_topic}?client={client}",
+            f"--per_minute_sink=kafka://{b.bootstrap}/{min_topic}?client={client}",
             f"--max_out_of_orderness={BOUND_S}",
             "--idle_timeout=1",
         ],

@@ -15,8 +15,8 @@ and prints the rates and the pipeline/raw ratio. Target: >= 20,000 predictions/s
 
 Then Kafka -> Kafka (``--kafka_requests``, 0 skips it), on the tests' broker
 (Apache Kafka when installed, else Tansu): the requests are produced to a
-4-partition topic; the raw kafka-python drain of that topic (assign + poll, no
-processing) is measured, then ``beamstream infer`` reads it bounded
+4-partition topic; the raw drain of that topic by the same client library
+(``--client``; assign + poll, no processing) is measured, then ``beamstream infer`` reads it bounded
 (``stop=end``) and writes the predictions to a second topic. Printed: both
 rates and their ratio (target >= 0.5x the drain), and whether every request
 was answered exactly once.
@@ -153,7 +153,7 @@ def read_ids(bootstrap: str, topic: str, expected: int, idle_s: float = 10.0) ->
     return ids
 
 
-def kafka_section(model_dir: str, path: str, n: int, batch: int) -> dict:
+def kafka_section(model_dir: str, path: str, n: int, batch: int, client: str) -> dict:
     """Requests topic -> infer (bounded) -> predictions topic, beside the raw drain."""
     from collections import Counter
 
@@ -165,12 +165,12 @@ def kafka_section(model_dir: str, path: str, n: int, batch: int) -> dict:
         requests_topic = b.create_topic("bench-infer-requests", partitions=KAFKA_PARTITIONS)
         predictions_topic = b.create_topic("bench-infer-predictions", partitions=KAFKA_PARTITIONS)
         produce(b.bootstrap, requests_topic, lines, KAFKA_PARTITIONS)
-        drain = raw_drain(b.bootstrap, requests_topic, n)
+        drain = raw_drain(b.bootstrap, requests_topic, n, client)
         clock = Clock().__enter__()
         infer.run(
             [
-                f"--source=kafka://{b.bootstrap}/{requests_topic}?stop=end",
-                f"--sink=kafka://{b.bootstrap}/{predictions_topic}",
+                f"--source=kafka://{b.bootstrap}/{requests_topic}?stop=end&client={client}",
+                f"--sink=kafka://{b.bootstrap}/{predictions_topic}?client={client}",
                 f"--model={model_dir}",
                 f"--max_batch_size={batch}",
                 "--runner=DirectRunner",
@@ -203,6 +203,12 @@ def main() -> None:
         default=200_000,
         help="Requests for the Kafka -> Kafka section (0: skip it).",
     )
+    parser.add_argument(
+        "--client",
+        choices=("kafka-python", "confluent"),
+        default="kafka-python",
+        help="Kafka client library of the pipeline and of its raw-drain reference.",
+    )
     args = parser.parse_args()
 
     from beamstream.models.artifacts import load_model
@@ -222,7 +228,9 @@ def main() -> None:
     )
     kafka = None
     if args.kafka_requests > 0:
-        kafka = kafka_section(model_dir, path, args.kafka_requests, args.max_batch_size)
+        kafka = kafka_section(
+            model_dir, path, args.kafka_requests, args.max_batch_size, args.client
+        )
     raw = raw_predict_rate(model, X, args.max_batch_size)
     loop = plain_loop_rate(model, path, args.max_batch_size)
     load = os.getloadavg()[0]
@@ -245,7 +253,7 @@ def main() -> None:
         ratio = kafka["answered"] / clock.wall / kafka["drain"]
         exact = not (kafka["missing"] or kafka["duplicated"] or kafka["unexpected"])
         print(f"Kafka -> Kafka, {k:,} requests, {KAFKA_PARTITIONS} partitions, {kafka['broker']}")
-        print(f"{'raw kafka-python drain':34}{kafka['drain']:>14,.0f}/s")
+        print(f"{f'raw {args.client} drain':34}{kafka['drain']:>14,.0f}/s")
         rate, cpu_rate = kafka["answered"] / clock.wall, k / max(clock.cpu, 1e-9)
         print(f"{'beamstream infer, bounded Kafka':34}{rate:>14,.0f}/s{cpu_rate:>14,.0f}/s")
         print(

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from beamstream.io.kafka.client import CLIENTS
 from beamstream.synthetic import START
 from tests.support.frames_job import (
     Frames,
@@ -33,10 +34,11 @@ pytestmark = pytest.mark.integration
 CUT_S = 8.0
 
 
-def test_network_cut_and_restore_mid_stream_loses_nothing(tmp_path: Path):
+@pytest.mark.parametrize("client", CLIENTS)
+def test_network_cut_and_restore_mid_stream_loses_nothing(tmp_path: Path, client: str):
     topics = {"in": "cut-in", "sec": "cut-sec", "min": "cut-min"}
     with start_proxied_broker(tmp_path, {"cut-in": 2, "cut-sec": 1, "cut-min": 1}) as broker:
-        job = Frames(broker.bootstrap, topics, group="g-network-cut")
+        job = Frames(broker.bootstrap, topics, group="g-network-cut", client=client)
         first = frame_lines(0, 480, seed=5)
         produce(broker.bootstrap, topics["in"], first)
         process = job.start()

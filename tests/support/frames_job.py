@@ -59,8 +59,14 @@ class Frames:
     """`beamstream frames --streaming` as a subprocess with Kafka sinks."""
 
     def __init__(
-        self, bootstrap: str, topics: dict[str, str], group: str, source_bootstrap: str = ""
+        self,
+        bootstrap: str,
+        topics: dict[str, str],
+        group: str,
+        source_bootstrap: str = "",
+        client: str = "kafka-python",
     ):
+        self.client = client  # the Kafka client library of the job's source and sinks
         self.bootstrap = bootstrap  # where results go (and, by default, frames come from)
         self.source_bootstrap = source_bootstrap or bootstrap
         self.topics = topics
@@ -68,14 +74,14 @@ class Frames:
 
     def sink_args(self) -> list[str]:
         return [
-            f"--per_second_sink=kafka://{self.bootstrap}/{self.topics['sec']}",
-            f"--per_minute_sink=kafka://{self.bootstrap}/{self.topics['min']}",
+            f"--per_second_sink=kafka://{self.bootstrap}/{self.topics['sec']}?client={self.client}",
+            f"--per_minute_sink=kafka://{self.bootstrap}/{self.topics['min']}?client={self.client}",
         ]
 
     def start(self, stop_at_end: bool = False, *extra: str) -> subprocess.Popen:
         source = (
             f"kafka://{self.source_bootstrap}/{self.topics['in']}"
-            f"?group={self.group}&start=committed"
+            f"?group={self.group}&start=committed&client={self.client}"
         )
         if stop_at_end:
             source += "&stop=end"

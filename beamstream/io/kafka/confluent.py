@@ -69,6 +69,9 @@ def _is_retriable(error) -> bool:
         KafkaError._ALL_BROKERS_DOWN,
         KafkaError._MSG_TIMED_OUT,
         KafkaError._WAIT_COORD,
+        KafkaError._RESOLVE,
+        # librdkafka forgets a partition's leader while its broker is unreachable
+        KafkaError._UNKNOWN_PARTITION,
         KafkaError.COORDINATOR_NOT_AVAILABLE,
         KafkaError.NOT_COORDINATOR,
     )
