@@ -43,6 +43,52 @@ from tests.support.frames_reference import reference
 BOUND_S = 2.0
 
 
+class MemorySampler(threading.Thread):
+    """Total RSS of the pipeline's process tree (the pipeline, its feed, workers) every second."""
+
+    def __init__(self, pid: int):
+        super().__init__(daemon=True)
+        import psutil
+
+        self._root = psutil.Process(pid)
+        self.samples: list[tuple[float, float, int]] = []  # (time, MB, processes)
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        import psutil
+
+        while not self.stop.wait(1.0):
+            try:
+                tree = [self._root, *self._root.children(recursive=True)]
+                total = 0
+                for proc in tree:
+                    try:
+                        total += proc.memory_info().rss
+                    except psutil.Error:
+                        continue
+            except psutil.Error:
+                return
+            self.samples.append((time.time(), total / 2**20, len(tree)))
+
+    def peak_mb(self, since: float = 0.0, until: float = float("inf")) -> float:
+        return max((mb for t, mb, _ in self.samples if since <= t <= until), default=0.0)
+
+    def report_live(self, begin: float, end: float) -> None:
+        """Peak, and growth from the first to the last fifth of the live phase (medians)."""
+        live = [(t, mb) for t, mb, _ in self.samples if begin <= t <= end]
+        if len(live) < 10:
+            return
+        fifth = max(1, len(live) // 5)
+        first = sorted(mb for _, mb in live[:fifth])[fifth // 2]
+        last = sorted(mb for _, mb in live[-fifth:])[fifth // 2]
+        minutes = (live[-1][0] - live[0][0]) / 60
+        print(
+            f"memory, live: peak {max(mb for _, mb in live):,.0f} MB over "
+            f"{self.samples[-1][2]} processes; {first:,.0f} MB -> {last:,.0f} MB "
+            f"({(last - first) / max(minutes, 1e-9):+.1f} MB/min over {minutes:.1f} min)"
+        )
+
+
 class ResultWatcher(threading.Thread):
     """Reads per-second results as they arrive, noting the wall time of each."""
 
@@ -138,6 +184,8 @@ def catch_up(b, source, lines, want_seconds, drain, runner, client, live_args) -
         ],
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )
+    memory = MemorySampler(process.pid)
+    memory.start()
     try:
         while last_window not in watcher.final:
             if process.poll() is not None:
@@ -157,13 +205,17 @@ def catch_up(b, source, lines, want_seconds, drain, runner, client, live_args) -
             f"  ratio to drain {len(lines) / catch_up_s / drain:.2f}  (target >= 40,000/s)"
         )
         print(f"[{runner}] windows exact: {exact} of {len(want_seconds)}")
+        print(f"[{runner}] memory, catch-up: peak {memory.peak_mb():,.0f} MB (process tree RSS)")
         wrong = [(s, n, watcher.final.get(s)) for s, n in sorted(want_seconds.items())
                  if watcher.final.get(s) != n]
         if wrong:
             print(f"[{runner}] first differing windows (second, expected, got): {wrong[:8]}")
         if live_args is not None and live_args.live_seconds > 0:
+            begin = time.time()
             live(b.bootstrap, source, watcher, live_args.live_rate, live_args.live_seconds)
+            memory.report_live(begin, begin + live_args.live_seconds)
     finally:
+        memory.stop.set()
         process.send_signal(signal.SIGINT)
         try:
             process.wait(20)

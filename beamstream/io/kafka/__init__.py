@@ -1,7 +1,10 @@
 """Kafka IO: ``ReadFromKafka`` (a splittable-DoFn ``UnboundedSource``) and ``WriteToKafka``.
 
-``spec``/``reader`` read partitions with kafka-python, ``source`` is the Beam
-source and its commits, ``read``/``write`` are the transforms. The local
+``spec`` says what a read is, ``reader`` is the read loop over assigned
+partitions, written against ``client`` (the few consumer and producer
+operations it needs) which ``kafka_python`` (default) and ``confluent``
+(librdkafka, ``client=confluent``) implement; ``source`` is the Beam source,
+``commits`` its commits, ``read``/``write`` are the transforms. The local
 streaming DirectRunner reads through its own feed (``beamstream.runners.direct``).
 """
 

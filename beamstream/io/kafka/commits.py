@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from beamstream.io.kafka.reader import KafkaReadSpec, open_consumer
+from beamstream.io.kafka.spec import KafkaReadSpec, open_consumer
 
 _LOG = logging.getLogger(__name__)
 Partition = tuple[str, int]

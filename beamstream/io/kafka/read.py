@@ -40,8 +40,8 @@ from apache_beam.options.pipeline_options import StandardOptions
 from apache_beam.pipeline import PipelineVisitor
 
 from beamstream.io.event_time_policy import EventTimePolicy
-from beamstream.io.kafka.reader import KafkaReadSpec
 from beamstream.io.kafka.source import KafkaPartitionSource
+from beamstream.io.kafka.spec import KafkaReadSpec
 from beamstream.io.uris import KafkaUri, parse_kafka_uri
 from beamstream.runners import PRISM_RUNNERS, finalizes_in_process, pipeline_runner_name
 

@@ -26,12 +26,8 @@ from apache_beam.utils.timestamp import MIN_TIMESTAMP, Timestamp
 
 from beamstream.io.elements import MAX_WATERMARK, NO_WATERMARK, MessageBatch, as_elements
 from beamstream.io.kafka.commits import committer, defer_commit
-from beamstream.io.kafka.reader import (
-    KafkaBatchReader,
-    KafkaReadSpec,
-    list_partitions,
-    open_consumer,
-)
+from beamstream.io.kafka.reader import KafkaBatchReader
+from beamstream.io.kafka.spec import KafkaReadSpec, list_partitions, open_consumer
 
 _LOG = logging.getLogger(__name__)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from beamstream.io.kafka.reader import KafkaBatchReader, KafkaReadSpec
+from beamstream.io.kafka.reader import KafkaBatchReader
+from beamstream.io.kafka.spec import KafkaReadSpec
 from beamstream.runners.direct.commit_ledger import CommitLedger
 from beamstream.runners.direct.feed_core import Delivery, FeedCore, Held
 from beamstream.runners.direct.finality import Finality

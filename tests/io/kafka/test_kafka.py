@@ -15,7 +15,7 @@ from kafka import KafkaProducer
 from beamstream.io.elements import MessageBatch
 from beamstream.io.event_time_policy import EventTimePolicy
 from beamstream.io.kafka import ReadFromKafka, WriteToKafka
-from beamstream.io.kafka.reader import KafkaReadError
+from beamstream.io.kafka.spec import KafkaReadError
 from beamstream.launch.run import run_pipeline
 from tests.support import runs
 from tests.support.kafka_clients import with_client

@@ -11,7 +11,8 @@ import time
 import pytest
 from kafka import KafkaProducer
 
-from beamstream.io.kafka.reader import KafkaBatchReader, KafkaReadSpec
+from beamstream.io.kafka.reader import KafkaBatchReader
+from beamstream.io.kafka.spec import KafkaReadSpec
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ from collections import deque
 from apache_beam.transforms.window import FixedWindows
 
 from beamstream.io.elements import MAX_WATERMARK, NO_WATERMARK, MessageBatch
-from beamstream.io.kafka.reader import KafkaReadSpec
+from beamstream.io.kafka.spec import KafkaReadSpec
 from beamstream.runners.direct.feed import (
     STOP_FINISH,
     STOP_FLUSH,
