@@ -52,6 +52,7 @@ class MemorySampler(threading.Thread):
 
         self._root = psutil.Process(pid)
         self.samples: list[tuple[float, float, int]] = []  # (time, MB, processes)
+        self.by_process: list[dict[str, float]] = []  # MB per process, same sample order
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -60,15 +61,17 @@ class MemorySampler(threading.Thread):
         while not self.stop.wait(1.0):
             try:
                 tree = [self._root, *self._root.children(recursive=True)]
-                total = 0
+                each: dict[str, float] = {}
                 for proc in tree:
                     try:
-                        total += proc.memory_info().rss
+                        name = "pipeline" if proc is self._root else f"child {proc.pid}"
+                        each[name] = proc.memory_info().rss / 2**20
                     except psutil.Error:
                         continue
             except psutil.Error:
                 return
-            self.samples.append((time.time(), total / 2**20, len(tree)))
+            self.samples.append((time.time(), sum(each.values()), len(tree)))
+            self.by_process.append(each)
 
     def peak_mb(self, since: float = 0.0, until: float = float("inf")) -> float:
         return max((mb for t, mb, _ in self.samples if since <= t <= until), default=0.0)
@@ -78,6 +81,10 @@ class MemorySampler(threading.Thread):
         live = [(t, mb) for t, mb, _ in self.samples if begin <= t <= end]
         if len(live) < 10:
             return
+        inside = [e for (t, _, _), e in zip(self.samples, self.by_process) if begin <= t <= end]
+        growth = {
+            name: inside[-1].get(name, 0.0) - mb for name, mb in inside[0].items()
+        }
         fifth = max(1, len(live) // 5)
         first = sorted(mb for _, mb in live[:fifth])[fifth // 2]
         last = sorted(mb for _, mb in live[-fifth:])[fifth // 2]
@@ -85,7 +92,8 @@ class MemorySampler(threading.Thread):
         print(
             f"memory, live: peak {max(mb for _, mb in live):,.0f} MB over "
             f"{self.samples[-1][2]} processes; {first:,.0f} MB -> {last:,.0f} MB "
-            f"({(last - first) / max(minutes, 1e-9):+.1f} MB/min over {minutes:.1f} min)"
+            f"({(last - first) / max(minutes, 1e-9):+.1f} MB/min over {minutes:.1f} min); "
+            + ", ".join(f"{name} {mb:+.0f} MB" for name, mb in growth.items())
         )
 
 

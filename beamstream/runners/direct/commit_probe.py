@@ -15,7 +15,7 @@ from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
 from apache_beam.utils.timestamp import Timestamp
 
-from beamstream.runners.direct.feed import _PROBE, _SINK_WATERMARK
+from beamstream.runners.direct.feed import _SINK_WATERMARK
 from beamstream.runners.direct.slots import FeedSlots
 
 
@@ -35,9 +35,9 @@ class _ReportSinkWatermark(beam.DoFn):
         self._feeds: list[FeedSlots] = []
 
     def setup(self):
+        # The feeds know of this probe already (``live_reads.prepare`` said so
+        # before the run started, so no commit precedes this setup).
         self._feeds = [FeedSlots(path) for path in self._slots_paths]
-        for slots in self._feeds:
-            slots[_PROBE] = 1
 
     def teardown(self):
         for slots in self._feeds:

@@ -98,7 +98,15 @@ class FeedTimeouts:
 
 
 class FeedCore:
-    """A ``Feed`` over a ``FeedSource``: reads, announces, marks, acknowledges, drains."""
+    """A ``Feed`` over a ``FeedSource``: reads, announces, marks, acknowledges, drains.
+
+    Coalescing: while ``max_ahead`` events are sent but not taken in, what is
+    read joins the next event instead of queueing as events of its own (up to
+    ``max_pending`` records). The runner pays per event, so an event queued
+    behind others delays its watermark by their processing; coalesced, the
+    watermark goes out with the next event the runner can take, and batches
+    grow by themselves when the runner falls behind.
+    """
 
     def __init__(
         self,
@@ -106,8 +114,12 @@ class FeedCore:
         batched: bool,
         finality: Finality | None = None,
         timeouts: FeedTimeouts = FeedTimeouts(),
+        max_ahead: int = 2,
+        max_pending: int = 100_000,
     ):
         self.source = source
+        self._max_ahead = max_ahead
+        self._max_pending = max_pending
         self._batched = batched
         self._finality = finality or Finality()
         self._timeouts = timeouts
@@ -135,8 +147,21 @@ class FeedCore:
             # so re-read records of windows already final are judged too late.
             self._announced = start
             yield FeedStep([], start)
+        elements: list[tuple[Any, int]] = []
+        pending_records = 0
         while not source.done and not progress.stop_requested():
-            elements = self._take(source.read())
+            taken, records = self._take(source.read())
+            elements.extend(taken)
+            pending_records += records
+            if (
+                elements
+                and self._seq - progress() >= self._max_ahead
+                and pending_records < self._max_pending
+            ):
+                # The runner has not taken in the last events: read on into the next one.
+                yield FeedStep([], None)
+                self._release(progress)
+                continue
             if source.acknowledges and self._markers.due(
                 self._announced, progress.sink_watermark(), self._pending_final_at()
             ):
@@ -148,16 +173,19 @@ class FeedCore:
             if new is not None:
                 self._announced = new
             yield self._step(elements, new)
+            elements, pending_records = [], 0
             self._release(progress)
+        if elements:  # read, held, never sent: send it, so the drain can take it in
+            yield self._step(elements, None)
         flush = source.done or progress.stop_requested() == STOP_FLUSH
         yield from self._drain(progress, flush)
 
-    def _take(self, deliveries: list[Delivery]) -> list[tuple[Any, int]]:
-        """The elements of one read, held under the event number they will get."""
+    def _take(self, deliveries: list[Delivery]) -> tuple[list[tuple[Any, int]], int]:
+        """The elements of one read, held under the event number they will get; and its size."""
         batches = [d.batch._replace(watermark_us=self._announced) for d in deliveries]
         elements = as_elements(batches, self._batched) if batches else []
         if not elements:
-            return []
+            return [], 0
         seq = self._seq + 1  # given out by ``_step``
         for batch, delivery in zip(batches, deliveries):
             known = [t for t in (batch.event_times_us or ()) if t is not None]
@@ -165,7 +193,7 @@ class FeedCore:
             if known and (self._newest_final is None or final_at > self._newest_final):
                 self._newest_final = final_at
             self._held.append(Held(seq, batch_timestamp(batch), final_at, delivery.token))
-        return elements
+        return elements, sum(len(b.values) for b in batches)
 
     def _step(self, elements: list[tuple[Any, int]], watermark_us: int | None) -> FeedStep:
         """A step; one with elements is a new event, numbered here (the server sends it so)."""

@@ -280,3 +280,30 @@ def test_a_source_that_acknowledges_nothing_holds_nothing_once_taken_in():
     progress[ACKED] = 1  # the sinks never report the window final
     next(steps)
     assert source.acked == [[0]]  # released: no commit waits on it, so nothing keeps it
+
+
+def test_reads_while_the_runner_is_behind_join_the_next_event():
+    """At most ``max_ahead`` events wait in the runner; later reads coalesce into one."""
+    reads = [[batch([t], [i])] for i, t in enumerate([10, 11, 12, 13, 14])]
+    source = MemorySource(reads, rises=[5, 6, 7, 8, 9])
+    progress = slots()
+    steps = core(source).steps(FeedProgress(progress))
+    sent = [next(steps) for _ in range(5)]
+    assert [s.seq for s in sent] == [1, 2, 0, 0, 0]  # reads 3-5 held back (0: no event)
+    assert all(not s.elements for s in sent[2:])
+    progress[ACKED] = 2  # the runner took in both events
+    joined = next(steps)  # (the source has nothing more: this read adds nothing)
+    assert joined.seq == 3
+    assert [e.offsets for e, _ in joined.elements] == [[2], [3], [4]]
+    assert joined.watermark_us == 9 * S  # the newest watermark goes out with them
+
+
+def test_coalescing_stops_at_max_pending_records():
+    reads = [[batch([t] * 10, list(range(10 * i, 10 * i + 10)))] for i, t in enumerate(range(5))]
+    source = MemorySource(reads)
+    progress = slots()
+    feed = FeedCore(source, batched=True, timeouts=FAST, max_ahead=1, max_pending=20)
+    steps = feed.steps(FeedProgress(progress))
+    first, second, third = next(steps), next(steps), next(steps)
+    assert first.seq == 1 and second.seq == 0  # 10 pending: below the limit
+    assert third.seq == 2 and len(third.elements) == 2  # 20 pending: sent anyway
