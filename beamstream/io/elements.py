@@ -63,6 +63,21 @@ class MessageBatch(NamedTuple):
         """Number of records (``len()`` stays the tuple's, as NamedTuple needs)."""
         return len(self.values)
 
+    def slice(self, start: int, stop: int) -> MessageBatch:
+        """Records ``start`` to ``stop`` (exclusive) as a batch of their own."""
+
+        def part(column):
+            return None if column is None else column[start:stop]
+
+        return self._replace(
+            values=self.values[start:stop],
+            offsets=self.offsets[start:stop],
+            timestamps_ms=part(self.timestamps_ms),
+            event_times_us=part(self.event_times_us),
+            keys=part(self.keys),
+            headers=part(self.headers),
+        )
+
     def messages(self) -> Iterator[Message]:
         """The batch as single records (for transforms that need them)."""
         n = len(self.values)

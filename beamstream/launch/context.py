@@ -55,6 +55,14 @@ class RunContext:
 
         return all_stopped(self.feeds)
 
+    def feed_failure(self) -> str | None:
+        """Why a live feed failed (its stream ended with an error), if one did."""
+        for feed in self.feeds:
+            failure = feed.failure()
+            if failure is not None:
+                return failure
+        return None
+
     def close(self) -> None:
         """Forgets the deferred commits and stops the feeds (once the run is over)."""
         self.deferred.close()

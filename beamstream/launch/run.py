@@ -7,6 +7,7 @@ arguments and missing required options are errors with one clear line.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -124,7 +125,7 @@ def _wait_for_run(result: PipelineResult, options: PipelineOptions, context: Run
     stop = _graceful_stop(options, result, context)
     try:
         with stop:
-            _wait(result, stop)
+            _wait(result, stop, context.feed_failure)
     except BaseException as exc:
         if stop.requested and not isinstance(exc, KeyboardInterrupt):
             # A real failure (what the stop's own cancel causes never gets
@@ -174,7 +175,11 @@ def _metrics_exporter(options: PipelineOptions, build: Callable) -> MetricsExpor
     ).start()
 
 
-def _wait(result: PipelineResult, stop) -> None:
+class LiveFeedFailed(RunFailed):
+    """A live feed's stream ended with an error; the run was cancelled."""
+
+
+def _wait(result: PipelineResult, stop, feed_failure: Callable[[], str | None]) -> None:
     """Waits for the run, in a helper thread so signals reach the main thread.
 
     A DirectRunner run that is cancelled never wakes up a thread blocked in
@@ -182,7 +187,9 @@ def _wait(result: PipelineResult, stop) -> None:
     returns anyway. A failure the runner reports is raised, unless the stop's
     own cancel caused it (the live feed's stream closing under the runner;
     it is logged). A step's failure is raised even when its retries end only
-    after the cancel: the cancel injects nothing into steps.
+    after the cancel: the cancel injects nothing into steps. A live feed that
+    failed cancels the run and fails it: Beam's TestStream reader dies of a
+    broken stream without failing the run, which would then end as if done.
     """
     import threading
 
@@ -198,9 +205,17 @@ def _wait(result: PipelineResult, stop) -> None:
     waiter.start()
     while waiter.is_alive():
         waiter.join(0.2)
+        failed = feed_failure()
+        if failed is not None:
+            with contextlib.suppress(Exception):
+                result.cancel()
+            raise LiveFeedFailed(f"the live feed failed: {failed}")
         if stop.requested and str(result.state) in ("CANCELLED", "DONE", "FAILED"):
             waiter.join(0.5)  # a failure may still be on its way to the waiter
             break
+    failed = feed_failure()
+    if failed is not None:
+        raise LiveFeedFailed(f"the live feed failed: {failed}")
     for exc, after_cancel in failure:
         if not (stop.requested and after_cancel and _caused_by_cancel(exc)):
             raise exc

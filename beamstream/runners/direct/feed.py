@@ -90,3 +90,22 @@ class ProgressMarker:
 
     def __hash__(self) -> int:
         return 0
+
+
+def failure_path(slots_path: str) -> str:
+    """Where a feed that failed leaves its error for the run (``FeedProcess.failure``)."""
+    return f"{slots_path}.failed"
+
+
+def report_failure(slots_path: str, exc: BaseException) -> None:
+    first = (str(exc).strip().splitlines() or [""])[0]
+    with open(failure_path(slots_path), "w", encoding="utf-8") as handle:
+        handle.write(f"{type(exc).__name__}: {first}")
+
+
+def reported_failure(slots_path: str) -> str | None:
+    try:
+        with open(failure_path(slots_path), encoding="utf-8") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None

@@ -26,6 +26,8 @@ from beamstream.io.elements import (
     as_elements,
     batch_timestamp,
 )
+from beamstream.runners.direct import chunks
+from beamstream.runners.direct.chunks import Chunk
 from beamstream.runners.direct.commit_ledger import MarkerSchedule
 from beamstream.runners.direct.feed import STOP_FLUSH, FeedProgress, FeedStep, ProgressMarker
 from beamstream.runners.direct.finality import Finality
@@ -101,11 +103,12 @@ class FeedCore:
     """A ``Feed`` over a ``FeedSource``: reads, announces, marks, acknowledges, drains.
 
     Coalescing: while ``max_ahead`` events are sent but not taken in, what is
-    read joins the next event instead of queueing as events of its own (up to
-    ``max_pending`` records). The runner pays per event, so an event queued
-    behind others delays its watermark by their processing; coalesced, the
-    watermark goes out with the next event the runner can take, and batches
-    grow by themselves when the runner falls behind.
+    read joins the next event instead of queueing as events of its own (reading
+    stops at ``max_pending_bytes``). The runner pays per event, so an event
+    queued behind others delays its watermark by their processing; coalesced,
+    the watermark goes out with the next event the runner can take, and
+    events grow by themselves when the runner falls behind, up to
+    ``chunks.EVENT_BYTES``.
     """
 
     def __init__(
@@ -115,11 +118,13 @@ class FeedCore:
         finality: Finality | None = None,
         timeouts: FeedTimeouts = FeedTimeouts(),
         max_ahead: int = 2,
-        max_pending: int = 100_000,
+        max_pending_bytes: int = 16 * 2**20,
     ):
         self.source = source
         self._max_ahead = max_ahead
-        self._max_pending = max_pending
+        self._max_pending_bytes = max_pending_bytes
+        self._pending: deque[Chunk] = deque()  # read, not sent yet
+        self._pending_bytes = 0
         self._batched = batched
         self._finality = finality or Finality()
         self._timeouts = timeouts
@@ -147,53 +152,72 @@ class FeedCore:
             # so re-read records of windows already final are judged too late.
             self._announced = start
             yield FeedStep([], start)
-        elements: list[tuple[Any, int]] = []
-        pending_records = 0
         while not source.done and not progress.stop_requested():
-            taken, records = self._take(source.read())
-            elements.extend(taken)
-            pending_records += records
-            if (
-                elements
-                and self._seq - progress() >= self._max_ahead
-                and pending_records < self._max_pending
-            ):
+            ahead = self._seq - progress() >= self._max_ahead
+            if not ahead or self._pending_bytes < self._max_pending_bytes:
+                self._take(source.read())
+            elif ahead:
+                time.sleep(self._timeouts.pause_s)  # full: wait for the runner
+            if ahead and self._pending:
                 # The runner has not taken in the last events: read on into the next one.
                 yield FeedStep([], None)
                 self._release(progress)
                 continue
+            elements = self._next_event()
             if source.acknowledges and self._markers.due(
                 self._announced, progress.sink_watermark(), self._pending_final_at()
             ):
                 # At the watermark already announced: never late, and it comes
                 # back as sink watermark once all before it is written.
                 elements.append((ProgressMarker(), self._announced))
-            target = min(source.watermark_us(), self._in_flight_oldest(progress()))
+            target = min(
+                source.watermark_us(), self._in_flight_oldest(progress()), self._pending_oldest()
+            )
             new = target if target > self._announced else None
             if new is not None:
                 self._announced = new
             yield self._step(elements, new)
-            elements, pending_records = [], 0
             self._release(progress)
-        if elements:  # read, held, never sent: send it, so the drain can take it in
-            yield self._step(elements, None)
+        while self._pending:  # read, held, never sent: send it, so the drain can take it in
+            yield self._step(self._next_event(), None)
         flush = source.done or progress.stop_requested() == STOP_FLUSH
         yield from self._drain(progress, flush)
 
-    def _take(self, deliveries: list[Delivery]) -> tuple[list[tuple[Any, int]], int]:
-        """The elements of one read, held under the event number they will get; and its size."""
-        batches = [d.batch._replace(watermark_us=self._announced) for d in deliveries]
-        elements = as_elements(batches, self._batched) if batches else []
-        if not elements:
-            return [], 0
-        seq = self._seq + 1  # given out by ``_step``
-        for batch, delivery in zip(batches, deliveries):
+    def _take(self, deliveries: list[Delivery]) -> None:
+        """Queues one read's batches as chunks, to be held under the events that carry them."""
+        for delivery in deliveries:
+            batch = delivery.batch._replace(watermark_us=self._announced)
+            if not batch.values:
+                continue
             known = [t for t in (batch.event_times_us or ()) if t is not None]
             final_at = self._finality.final_at(max(known) if known else batch.watermark_us)
             if known and (self._newest_final is None or final_at > self._newest_final):
                 self._newest_final = final_at
-            self._held.append(Held(seq, batch_timestamp(batch), final_at, delivery.token))
-        return elements, sum(len(b.values) for b in batches)
+            parts = list(chunks.split(batch, self._batched))
+            for i, (part, size) in enumerate(parts):
+                token = delivery.token if i == len(parts) - 1 else chunks.NO_TOKEN
+                elements = as_elements([part], self._batched)
+                self._pending.append(
+                    Chunk(elements, size, batch_timestamp(part), final_at, token)
+                )
+                self._pending_bytes += size
+
+    def _next_event(self) -> list[tuple[Any, int]]:
+        """Elements of the next event (at most ``EVENT_BYTES``), held under its number."""
+        elements: list[tuple[Any, int]] = []
+        size, seq = 0, self._seq + 1  # given out by ``_step``
+        while self._pending and (
+            not elements or size + self._pending[0].size <= chunks.EVENT_BYTES
+        ):
+            chunk = self._pending.popleft()
+            self._pending_bytes -= chunk.size
+            size += chunk.size
+            elements.extend(chunk.elements)
+            self._held.append(Held(seq, chunk.oldest_us, chunk.final_at_us, chunk.token))
+        return elements
+
+    def _pending_oldest(self) -> int:
+        return min((c.oldest_us for c in self._pending), default=MAX_WATERMARK)
 
     def _step(self, elements: list[tuple[Any, int]], watermark_us: int | None) -> FeedStep:
         """A step; one with elements is a new event, numbered here (the server sends it so)."""
@@ -212,7 +236,8 @@ class FeedCore:
         return oldest
 
     def _pending_final_at(self) -> int | None:
-        return min((h.final_at_us for h in self._held), default=None)
+        finals = [h.final_at_us for h in self._held] + [c.final_at_us for c in self._pending]
+        return min(finals, default=None)
 
     def _release(
         self, progress: FeedProgress, everything: bool = False, final: bool = False
@@ -235,6 +260,7 @@ class FeedCore:
                 )
                 (released if safe else kept).append(held)
             self._held = kept
+        released = [h for h in released if h.token is not chunks.NO_TOKEN]
         self.source.acknowledge(released, sink, final)
         if self._held:
             self.source.keep_alive(self._held)

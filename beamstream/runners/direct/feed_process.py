@@ -8,6 +8,7 @@ pipeline process is gone stops by itself.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import subprocess
@@ -22,6 +23,8 @@ from beamstream.runners.direct.feed import (
     STOP_FLUSH,
     STOP_NONE,
     FeedFactory,
+    failure_path,
+    reported_failure,
 )
 from beamstream.runners.direct.slots import FeedSlots
 
@@ -68,6 +71,10 @@ class FeedProcess:
             return True
         return bool(self._slots[_STOPPED])
 
+    def failure(self) -> str | None:
+        """The error that ended the feed (its stream), None while it has not failed."""
+        return reported_failure(self.slots_path)
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
@@ -76,6 +83,8 @@ class FeedProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
         self._slots.close(delete=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(failure_path(self.slots_path))
 
 
 def request_stop(feeds: Iterable[FeedProcess], flush: bool = False) -> int:

@@ -27,6 +27,7 @@ from beamstream.runners.direct.feed import (
     Feed,
     FeedFactory,
     FeedProgress,
+    report_failure,
 )
 from beamstream.runners.direct.slots import FeedSlots
 
@@ -85,6 +86,9 @@ def _serve(factory: FeedFactory, slots_path: str, max_in_flight: int, parent_pid
                     if step is _END:
                         return
                     if isinstance(step, BaseException):
+                        # The runner's TestStream thread dies of a stream error
+                        # without failing the run: say it where the run looks.
+                        report_failure(slots_path, step)
                         raise step
                     while seq - acked() >= max_in_flight and not stopped.is_set():
                         if time.monotonic() - last_sent > HEARTBEAT_S:

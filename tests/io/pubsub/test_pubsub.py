@@ -280,3 +280,35 @@ def test_stop_request_flushes_open_windows_and_stops_the_feed(pubsub_emulator) -
     finally:
         cancel(result, run)
     assert dict(rest) == {start_s + 2: 100, start_s + 3: 100, start_s + 4: 100}
+
+
+@pytest.mark.integration
+def test_a_message_too_large_for_the_local_feed_fails_the_run_saying_so(pubsub_emulator) -> None:
+    """Beam's TestStream reader dies of a broken stream without failing the run:
+    without the feed's report the run would end as if done, or hang."""
+    import threading
+
+    from beamstream.launch.run import LiveFeedFailed, run_pipeline
+
+    topic = pubsub_emulator.create_topic(unique_name("huge"))
+    sub = pubsub_emulator.create_subscription(topic, unique_name("huge-sub"))
+    with open_publisher(f"pubsub://{topic}") as pub:
+        pub.publish("x" * 3_500_000)
+
+    def build(p, _options):
+        _ = p | ReadMessages(f"pubsub://{sub}") | beam.Map(lambda m: m)
+
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            run_pipeline(build, PipelineOptions(flags=[], streaming=True))
+        except BaseException as exc:  # checked below
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(120)
+    assert not thread.is_alive(), "the run neither failed nor ended"
+    assert len(errors) == 1 and isinstance(errors[0], LiveFeedFailed), errors
+    assert "RecordTooLarge" in str(errors[0]) and "3,500," in str(errors[0])

@@ -298,12 +298,55 @@ def test_reads_while_the_runner_is_behind_join_the_next_event():
     assert joined.watermark_us == 9 * S  # the newest watermark goes out with them
 
 
-def test_coalescing_stops_at_max_pending_records():
+def test_reading_pauses_while_the_runner_is_behind_and_enough_is_pending():
     reads = [[batch([t] * 10, list(range(10 * i, 10 * i + 10)))] for i, t in enumerate(range(5))]
     source = MemorySource(reads)
     progress = slots()
-    feed = FeedCore(source, batched=True, timeouts=FAST, max_ahead=1, max_pending=20)
+    feed = FeedCore(source, batched=True, timeouts=FAST, max_ahead=1, max_pending_bytes=1000)
     steps = feed.steps(FeedProgress(progress))
-    first, second, third = next(steps), next(steps), next(steps)
-    assert first.seq == 1 and second.seq == 0  # 10 pending: below the limit
-    assert third.seq == 2 and len(third.elements) == 2  # 20 pending: sent anyway
+    assert next(steps).seq == 1
+    for _ in range(5):
+        assert next(steps).seq == 0  # behind: two reads (660 bytes each) pending, then no more
+    assert len(source.reads) == 2
+    progress[ACKED] = 1
+    joined = next(steps)
+    # not behind any more: one more read, then all that is pending in one event
+    assert joined.seq == 2 and [e.offsets[0] for e, _ in joined.elements] == [10, 20, 30]
+
+
+def test_big_batches_travel_in_events_below_the_grpc_limit_acknowledged_once_whole():
+    from beamstream.runners.direct.chunks import EVENT_BYTES
+
+    big = MessageBatch(
+        source="t",
+        partition=0,
+        values=[b"x" * 1000] * 8000,  # ~8.5 MB
+        offsets=list(range(8000)),
+        event_times_us=[10 * S] * 8000,
+    )
+    source = MemorySource([[big]], rises=[5])
+    progress = slots()
+    feed = FeedCore(source, batched=True, timeouts=FAST, max_ahead=100)
+    steps = feed.steps(FeedProgress(progress))
+    events = [next(steps) for _ in range(3)]
+    offsets = [o for step in events for e, _ in step.elements for o in e.offsets]
+    assert offsets == list(range(8000))  # all of it, in order, in 3 events
+    for step in events:
+        assert sum(len(e.values) * 1064 for e, _ in step.elements) <= EVENT_BYTES
+    progress[ACKED] = 2
+    next(steps)
+    assert source.acked == []  # the batch is not acknowledged before its last part is in
+    progress[ACKED] = 3
+    next(steps)
+    assert source.acked == [list(range(8000))]
+
+
+def test_a_record_too_large_for_an_event_fails_the_feed_with_its_position():
+    import pytest
+
+    from beamstream.runners.direct.chunks import RecordTooLarge
+
+    huge = MessageBatch(source="t", partition=3, values=[b"x" * 4_000_000], offsets=[77])
+    steps = core(MemorySource([[huge]])).steps(FeedProgress(slots()))
+    with pytest.raises(RecordTooLarge, match="partition 3, offset 77"):
+        next(steps)
