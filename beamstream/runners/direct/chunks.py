@@ -61,9 +61,9 @@ def split(batch: MessageBatch, batched: bool) -> Iterator[tuple[MessageBatch, in
             if batch.offsets[i] >= 0:  # Kafka; Pub/Sub has no offsets
                 where += f" partition {batch.partition}, offset {batch.offsets[i]}"
             raise RecordTooLarge(
-                f"a record of {record:,} bytes ({where}) exceeds the {EVENT_BYTES:,} bytes the local "
-                "streaming feed can send in one event (gRPC's 4 MiB limit); run on Prism, "
-                "Flink or Dataflow, or keep records smaller"
+                f"a record of {record:,} bytes ({where}) exceeds the {EVENT_BYTES:,} bytes "
+                "the local streaming feed can send in one event (gRPC's 4 MiB limit); run "
+                "on Prism, Flink or Dataflow, or keep records smaller"
             )
         if size + record > CHUNK_BYTES and i > start:
             yield batch.slice(start, i), size
