@@ -302,11 +302,11 @@ def test_reading_pauses_while_the_runner_is_behind_and_enough_is_pending():
     reads = [[batch([t] * 10, list(range(10 * i, 10 * i + 10)))] for i, t in enumerate(range(5))]
     source = MemorySource(reads)
     progress = slots()
-    feed = FeedCore(source, batched=True, timeouts=FAST, max_ahead=1, max_pending_bytes=1000)
+    feed = FeedCore(source, batched=True, timeouts=FAST, max_ahead=1, max_pending_bytes=600)
     steps = feed.steps(FeedProgress(progress))
     assert next(steps).seq == 1
     for _ in range(5):
-        assert next(steps).seq == 0  # behind: two reads (660 bytes each) pending, then no more
+        assert next(steps).seq == 0  # behind: two reads (340 bytes each) pending, then no more
     assert len(source.reads) == 2
     progress[ACKED] = 1
     joined = next(steps)
@@ -332,7 +332,7 @@ def test_big_batches_travel_in_events_below_the_grpc_limit_acknowledged_once_who
     offsets = [o for step in events for e, _ in step.elements for o in e.offsets]
     assert offsets == list(range(8000))  # all of it, in order, in 3 events
     for step in events:
-        assert sum(len(e.values) * 1064 for e, _ in step.elements) <= EVENT_BYTES
+        assert sum(len(e.values) * 1032 for e, _ in step.elements) <= EVENT_BYTES
     progress[ACKED] = 2
     next(steps)
     assert source.acked == []  # the batch is not acknowledged before its last part is in
