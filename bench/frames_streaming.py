@@ -95,6 +95,8 @@ class MemorySampler(threading.Thread):
             f"({(last - first) / max(minutes, 1e-9):+.1f} MB/min over {minutes:.1f} min); "
             + ", ".join(f"{name} {mb:+.0f} MB" for name, mb in growth.items())
         )
+        by_minute = [mb for i, (_, mb) in enumerate(live) if i % 60 == 0]
+        print("memory, live, each minute (MB): " + " ".join(f"{mb:.0f}" for mb in by_minute))
 
 
 class ResultWatcher(threading.Thread):
