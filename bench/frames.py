@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from collections import defaultdict
@@ -44,7 +45,7 @@ def plain_loop(path: str) -> tuple[float, dict[int, int]]:
     return n / (time.monotonic() - started), dict(seconds)
 
 
-def pipeline(source: str, out: Path, n: int) -> tuple[float, dict[int, int]]:
+def pipeline(source: str, out: Path, n: int, *extra: str) -> tuple[float, dict[int, int]]:
     started = time.monotonic()
     frames.run(
         [
@@ -52,6 +53,7 @@ def pipeline(source: str, out: Path, n: int) -> tuple[float, dict[int, int]]:
             f"--per_second_sink={out}/sec",
             f"--per_minute_sink={out}/min",
             f"--dead_letter_sink={out}/dead",
+            *extra,
         ]
     )
     rate = n / (time.monotonic() - started)
@@ -69,6 +71,12 @@ def main() -> None:
         loop_rate, want = plain_loop(path)
         file_rate, got = pipeline(path, Path(tmp) / "file", args.frames)
         file_exact = got == want
+        cores = os.cpu_count() or 1
+        multi = None
+        if cores > 1:
+            workers = (f"--direct_num_workers={cores}", "--direct_running_mode=multi_processing")
+            rate, got = pipeline(path, Path(tmp) / "file-multi", args.frames, *workers)
+            multi = (rate, got == want)
         with broker() as b:
             topic = b.create_topic("bench-frames", partitions=4)
             with open(path, encoding="utf-8") as handle:
@@ -84,6 +92,11 @@ def main() -> None:
         f"frames, file source, DirectRunner: {file_rate:>9,.0f} frames/s  "
         f"ratio {file_rate / loop_rate:.2f} (target >= 0.25)  exact: {file_exact}"
     )
+    if multi is not None:
+        print(
+            f"{f'file source, {cores} worker processes:':34}{multi[0]:>10,.0f} frames/s  "
+            f"ratio {multi[0] / loop_rate:.2f} (target >= 0.50)  exact: {multi[1]}"
+        )
     for client, (drain, rate, exact) in kafka.items():
         print(f"{f'raw {client} drain:':34}{drain:>10,.0f} frames/s")
         print(

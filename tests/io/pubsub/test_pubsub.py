@@ -293,7 +293,7 @@ def test_a_message_too_large_for_the_local_feed_fails_the_run_saying_so(pubsub_e
     topic = pubsub_emulator.create_topic(unique_name("huge"))
     sub = pubsub_emulator.create_subscription(topic, unique_name("huge-sub"))
     with open_publisher(f"pubsub://{topic}") as pub:
-        pub.publish("x" * 3_500_000)
+        pub.publish("x" * 3_800_000)  # above the 3.5 MiB of one feed event
 
     def build(p, _options):
         _ = p | ReadMessages(f"pubsub://{sub}") | beam.Map(lambda m: m)
@@ -311,4 +311,4 @@ def test_a_message_too_large_for_the_local_feed_fails_the_run_saying_so(pubsub_e
     thread.join(120)
     assert not thread.is_alive(), "the run neither failed nor ended"
     assert len(errors) == 1 and isinstance(errors[0], LiveFeedFailed), errors
-    assert "RecordTooLarge" in str(errors[0]) and "3,500," in str(errors[0])
+    assert "RecordTooLarge" in str(errors[0]) and "3,800," in str(errors[0])
