@@ -156,8 +156,8 @@ class FeedCore:
             ahead = self._seq - progress() >= self._max_ahead
             if not ahead or self._pending_bytes < self._max_pending_bytes:
                 self._take(source.read())
-            elif ahead:
-                time.sleep(self._timeouts.pause_s)  # full: wait for the runner
+            else:
+                time.sleep(self._timeouts.pause_s)  # behind and full: wait for the runner
             if ahead and self._pending:
                 # The runner has not taken in the last events: read on into the next one.
                 yield FeedStep([], None)
