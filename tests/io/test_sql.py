@@ -134,6 +134,42 @@ def test_a_failed_step_keeps_the_earlier_version(db_url):
     engine.dispose()
 
 
+def _migrate_in_a_worker(url: str, name: str, start: threading.Barrier) -> None:
+    """One worker's start-up: its own engine, its schema, all at the same moment."""
+    engine = engine_for(url)
+    table = sa.Table(f"t_{name}", sa.MetaData(), sa.Column("k", sa.Integer, primary_key=True))
+    start.wait()
+    try:
+        migrate(engine, name, [table.create])
+    finally:
+        engine.dispose()
+
+
+def test_workers_starting_together_migrate_every_schema_once(db_url):
+    # Found by CI: the metrics job's two SQLite sinks (aggregates and last N,
+    # one file) both created the versions table and one worker failed.
+    names = ["a", "b", "c", "a", "b", "c"]
+    start = threading.Barrier(len(names))
+    errors: list[BaseException] = []
+
+    def worker(name: str) -> None:
+        try:
+            _migrate_in_a_worker(db_url, name, start)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in names]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    engine = engine_for(db_url)
+    with engine.connect() as conn:
+        assert {n: schema_version(conn, n) for n in "abc"} == {"a": 1, "b": 1, "c": 1}
+    engine.dispose()
+
+
 def test_write_rows_upserts_and_dead_letters_refused_rows(db_url):
     table = _table()
     engine = engine_for(db_url)

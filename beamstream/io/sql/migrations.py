@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import time
-from collections.abc import Callable, Sequence
+import zlib
+from collections.abc import Callable, Iterator, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -42,13 +45,15 @@ def migrate(engine: Engine, name: str, steps: Sequence[MigrationStep]) -> int:
 
     ``steps[i]`` upgrades version ``i`` to ``i + 1``. Versions live in
     ``beamstream_schema_versions`` (name, version). Concurrent workers are
-    serialised by an advisory lock (PostgreSQL ``pg_advisory_lock``, MySQL
-    ``GET_LOCK``); each step commits together with its version on PostgreSQL
-    and SQLite. MySQL commits DDL implicitly, so a step interrupted there is
-    re-run: write steps that tolerate a partial earlier run.
+    serialised by one lock per database, not per schema, since all schemas
+    share the versions table (PostgreSQL ``pg_advisory_lock``, MySQL
+    ``GET_LOCK``, SQLite a lock file beside the database); each step commits
+    together with its version on PostgreSQL and SQLite. MySQL commits DDL
+    implicitly, so a step interrupted there is re-run: write steps that
+    tolerate a partial earlier run.
     """
     target = len(steps)
-    with engine.connect() as conn:
+    with _sqlite_file_lock(engine), engine.connect() as conn:
         _lock(conn, name)
         try:
             with conn.begin():
@@ -71,23 +76,47 @@ def migrate(engine: Engine, name: str, steps: Sequence[MigrationStep]) -> int:
                     )
                 _LOG.info("schema %s upgraded to version %d", name, version + 1)
         finally:
-            _unlock(conn, name)
+            _unlock(conn)
     return target
 
 
-def _lock_key(name: str) -> int:
-    import zlib
+_LOCK_NAME = "beamstream-schema-migrations"
+_LOCK_KEY = zlib.crc32(_LOCK_NAME.encode())
+_LOCK_WAIT_S = 60
 
-    return zlib.crc32(f"beamstream-schema:{name}".encode())
+
+@contextlib.contextmanager
+def _sqlite_file_lock(engine: Engine) -> Iterator[None]:
+    """SQLite has no advisory locks: processes on its host share a lock file."""
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        yield
+        return
+    with open(f"{database}.migrate-lock", "a") as handle:
+        deadline = time.monotonic() + _LOCK_WAIT_S
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise SchemaError(
+                        f"timed out waiting for the migration lock {handle.name}"
+                    ) from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _lock(conn: Connection, name: str) -> None:
     dialect = conn.dialect.name
     if dialect == "postgresql":
-        conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": _lock_key(name)})
+        conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": _LOCK_KEY})
     elif dialect in ("mysql", "mariadb"):
         got = conn.execute(
-            sa.text("SELECT GET_LOCK(:n, 60)"), {"n": f"beamstream-schema:{name}"[:64]}
+            sa.text("SELECT GET_LOCK(:n, :s)"), {"n": _LOCK_NAME, "s": _LOCK_WAIT_S}
         ).scalar()
         if got != 1:
             raise SchemaError(f"timed out waiting for the migration lock of schema {name!r}")
@@ -95,15 +124,15 @@ def _lock(conn: Connection, name: str) -> None:
         conn.commit()
 
 
-def _unlock(conn: Connection, name: str) -> None:
+def _unlock(conn: Connection) -> None:
     if conn.invalidated or conn.closed:
         return
     if conn.in_transaction():
         conn.rollback()
     dialect = conn.dialect.name
     if dialect == "postgresql":
-        conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": _lock_key(name)})
+        conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": _LOCK_KEY})
     elif dialect in ("mysql", "mariadb"):
-        conn.execute(sa.text("SELECT RELEASE_LOCK(:n)"), {"n": f"beamstream-schema:{name}"[:64]})
+        conn.execute(sa.text("SELECT RELEASE_LOCK(:n)"), {"n": _LOCK_NAME})
     if conn.in_transaction():
         conn.commit()
