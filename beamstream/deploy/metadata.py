@@ -52,6 +52,7 @@ TYPE_REGEXES = {
     "positive": NUMBER_REGEX,
     "float": NUMBER_REGEX,
     "positive_int": POSITIVE_INT_REGEX,
+    "non_negative_int": r"^[0-9]+$",
     "int": r"^-?[0-9]+$",
 }
 

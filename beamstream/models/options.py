@@ -7,7 +7,7 @@ from typing import Any
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from beamstream import runners
-from beamstream.argtypes import positive_int
+from beamstream.argtypes import non_negative_int, positive_int
 from beamstream.models.artifacts import verified_bytes
 from beamstream.models.predict import Predict
 
@@ -52,6 +52,15 @@ class ModelOptions(PipelineOptions):
             help="Seconds between checks of --model_updates.",
         )
         parser.add_argument(
+            "--model_threads",
+            type=non_negative_int,
+            default=1,
+            help="BLAS/OpenMP threads per worker process for the model (0: the "
+            "libraries' default, one per core). One is fastest here: batches are "
+            "small matrices, and idle pool threads spin on the cores that read, "
+            "parse and write.",
+        )
+        parser.add_argument(
             "--max_batch_duration_secs",
             type=positive_int,
             default=None,
@@ -78,6 +87,7 @@ def predict_transform(options: PipelineOptions, **kwargs: Any) -> Predict:
         max_batch_duration_secs=m.max_batch_duration_secs,
         watch_pattern=m.model_updates,
         watch_interval_s=float(m.model_update_interval),
+        model_threads=m.model_threads,
         **kwargs,
     )
 

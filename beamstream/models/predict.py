@@ -126,6 +126,9 @@ class Predict(beam.PTransform):
     newest match's directory becomes the model (verified like the first one)
     without a restart. That needs a streaming runner that runs
     ``PeriodicImpulse`` (Dataflow, Flink, Prism), not the local DirectRunner.
+
+    ``model_threads``: BLAS/OpenMP threads of each worker process once the
+    model is loaded (0 leaves the libraries' default).
     """
 
     def __init__(
@@ -140,6 +143,7 @@ class Predict(beam.PTransform):
         only_anomalies: bool = False,
         watch_pattern: str | None = None,
         watch_interval_s: float = 300.0,
+        model_threads: int = 1,
     ):
         super().__init__()
         self._model_dir = model_dir
@@ -150,6 +154,7 @@ class Predict(beam.PTransform):
         self._only_anomalies = only_anomalies
         self._watch_pattern = watch_pattern
         self._watch_interval_s = watch_interval_s
+        self._model_threads = model_threads
 
     @property
     def kind(self) -> str:
@@ -169,7 +174,7 @@ class Predict(beam.PTransform):
             )
         # Pin workers to the model validated here; side-input updates lift the pin.
         expected = None if updates is not None else self._metadata
-        handler = batch_handler(self._model_dir, expected)
+        handler = batch_handler(self._model_dir, expected, threads=self._model_threads)
         inference, failures = (
             parsed.requests
             | "RunInference"

@@ -101,3 +101,36 @@ def test_model_updates_wire_a_watch_side_input(digits_model, tmp_path):
 
     payload = beam_runner_api_pb2.ParDoPayload.FromString(inference.spec.payload)
     assert payload.side_inputs
+
+
+_POOL_THREADS_AFTER_LOAD = """
+import sys
+from threadpoolctl import threadpool_info
+from beamstream.models.handlers import batch_handler
+batch_handler(sys.argv[1], threads=int(sys.argv[2])).load_model()
+print(sorted({pool["num_threads"] for pool in threadpool_info()}))
+"""
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_loading_the_model_sets_the_worker_threads(digits_model, threads):
+    # In a fresh process: the limit is process-wide, and so is what it prevents
+    # (idle BLAS/OpenMP threads spinning on the cores that read and write).
+    import subprocess
+    import sys
+
+    model_dir, _ = digits_model
+    out = subprocess.run(
+        [sys.executable, "-c", _POOL_THREADS_AFTER_LOAD, str(model_dir), str(threads)],
+        capture_output=True, text=True, check=True, timeout=120,
+    ).stdout
+    assert out.strip() == f"[{threads}]"
+
+
+def test_model_threads_must_not_be_negative(digits_model):
+    from beamstream.launch.run import OptionsError
+    from beamstream.pipelines import infer
+
+    model_dir, _ = digits_model
+    with pytest.raises(OptionsError, match="--model_threads: '-1' must be >= 0"):
+        infer.run([f"--model={model_dir}", "--source=a.jsonl", "--sink=b", "--model_threads=-1"])
