@@ -10,21 +10,25 @@ acknowledged once all of it has been taken in.
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from beamstream.errors import UserError
-from beamstream.io.elements import MessageBatch
+from beamstream.io.elements import MessageBatch, as_elements
 
 EVENT_BYTES = 7 * 2**19  # 3.5 MiB: below gRPC's 4 MiB, with room for the framing
 CHUNK_BYTES = EVENT_BYTES // 2  # two to an event
 NO_TOKEN: Any = object()  # a chunk that is not its batch's last: nothing to acknowledge
 
-# Encoding overhead per record, besides its value, key and headers: columns of
-# ints in a pickled batch (27 bytes measured for frames), or a pickled
-# ``Message`` each (109 bytes).
+# Where to cut a batch: encoded bytes per record besides its value, key and
+# headers (columns of ints in a pickled batch, or a pickled ``Message`` each).
+# A chunk's size is then measured, not estimated: a small batch's own header
+# (class, source name, columns) can outweigh its records.
 _OVERHEAD_BATCHED, _OVERHEAD_RECORD = 32, 128
+_FRAMING = 16  # protobuf, per element: tag and length of the element, its timestamp
+_SEQ = 2**62  # the widest event number the server puts beside each value
 
 
 class RecordTooLarge(UserError, RuntimeError):
@@ -43,6 +47,7 @@ class Chunk:
 
 
 def record_sizes(batch: MessageBatch, batched: bool) -> list[int]:
+    """Estimated encoded bytes of each record: where to cut."""
     overhead = _OVERHEAD_BATCHED if batched else _OVERHEAD_RECORD
     keys = batch.keys or [None] * len(batch.values)
     headers = batch.headers or [()] * len(batch.values)
@@ -52,25 +57,57 @@ def record_sizes(batch: MessageBatch, batched: bool) -> list[int]:
     ]
 
 
-def split(batch: MessageBatch, batched: bool) -> Iterator[tuple[MessageBatch, int]]:
-    """The batch in consecutive parts of at most ``CHUNK_BYTES`` each, with their sizes."""
+def encoded_size(elements: list[tuple[Any, int]]) -> int:
+    """The bytes these elements take in the feed server's ``AddElements`` event."""
+    return sum(
+        len(pickle.dumps((_SEQ, value), protocol=5)) + _FRAMING for value, _ in elements
+    )
+
+
+def _too_large(batch: MessageBatch, i: int, size: int) -> RecordTooLarge:
+    where = batch.source
+    if batch.offsets[i] >= 0:  # Kafka; Pub/Sub has no offsets
+        where += f" partition {batch.partition}, offset {batch.offsets[i]}"
+    return RecordTooLarge(
+        f"a record of {size:,} bytes ({where}) exceeds the {EVENT_BYTES:,} bytes "
+        "the local streaming feed can send in one event (gRPC's 4 MiB limit); run "
+        "on Prism, Flink or Dataflow, or keep records smaller"
+    )
+
+
+def split(
+    batch: MessageBatch, batched: bool
+) -> Iterator[tuple[MessageBatch, list[tuple[Any, int]], int]]:
+    """The batch in consecutive parts of at most ``CHUNK_BYTES`` encoded bytes each.
+
+    Yields ``(part, its elements, their encoded size)``.
+    """
     sizes = record_sizes(batch, batched)
-    start, size = 0, 0
     for i, record in enumerate(sizes):
         if record > EVENT_BYTES:
-            where = batch.source
-            if batch.offsets[i] >= 0:  # Kafka; Pub/Sub has no offsets
-                where += f" partition {batch.partition}, offset {batch.offsets[i]}"
-            raise RecordTooLarge(
-                f"a record of {record:,} bytes ({where}) exceeds the {EVENT_BYTES:,} bytes "
-                "the local streaming feed can send in one event (gRPC's 4 MiB limit); run "
-                "on Prism, Flink or Dataflow, or keep records smaller"
-            )
+            raise _too_large(batch, i, record)
+    start, size = 0, 0
+    for i, record in enumerate(sizes):
         if size + record > CHUNK_BYTES and i > start:
-            yield batch.slice(start, i), size
+            yield from _measured(batch, start, i, batched)
             start, size = i, 0
         size += record
-    if start == 0:
-        yield batch, size
-    elif start < len(sizes):
-        yield batch.slice(start, len(sizes)), size
+    if start < len(sizes):
+        yield from _measured(batch, start, len(sizes), batched)
+
+
+def _measured(
+    batch: MessageBatch, start: int, stop: int, batched: bool
+) -> Iterator[tuple[MessageBatch, list[tuple[Any, int]], int]]:
+    """Records ``start:stop`` as one part, or halves of it if they encode too large."""
+    part = batch if (start, stop) == (0, len(batch.values)) else batch.slice(start, stop)
+    elements = as_elements([part], batched)
+    size = encoded_size(elements)
+    if size <= CHUNK_BYTES or (stop - start == 1 and size <= EVENT_BYTES):
+        yield part, elements, size
+    elif stop - start == 1:
+        raise _too_large(batch, start, size)
+    else:
+        middle = (start + stop) // 2
+        yield from _measured(batch, start, middle, batched)
+        yield from _measured(batch, middle, stop, batched)

@@ -23,7 +23,6 @@ from beamstream.io.elements import (
     MAX_WATERMARK,
     NO_WATERMARK,
     MessageBatch,
-    as_elements,
     batch_timestamp,
 )
 from beamstream.runners.direct import chunks
@@ -194,9 +193,8 @@ class FeedCore:
             if known and (self._newest_final is None or final_at > self._newest_final):
                 self._newest_final = final_at
             parts = list(chunks.split(batch, self._batched))
-            for i, (part, size) in enumerate(parts):
+            for i, (part, elements, size) in enumerate(parts):
                 token = delivery.token if i == len(parts) - 1 else chunks.NO_TOKEN
-                elements = as_elements([part], self._batched)
                 self._pending.append(
                     Chunk(elements, size, batch_timestamp(part), final_at, token)
                 )

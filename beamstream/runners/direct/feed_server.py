@@ -32,6 +32,23 @@ from beamstream.runners.direct.feed import (
 from beamstream.runners.direct.slots import FeedSlots
 
 
+def element_event(seq: int, elements: list[tuple[object, int]]):
+    """The ``AddElements`` event that carries one feed event's elements as ``(seq, value)``."""
+    from apache_beam.portability.api import beam_runner_api_pb2
+
+    Event = beam_runner_api_pb2.TestStreamPayload.Event
+    TimestampedElement = beam_runner_api_pb2.TestStreamPayload.TimestampedElement
+    coder = BatchCoder()
+    return Event(
+        element_event=Event.AddElements(
+            elements=[
+                TimestampedElement(encoded_element=coder.encode((seq, value)), timestamp=ts)
+                for value, ts in elements
+            ]
+        )
+    )
+
+
 def _serve(factory: FeedFactory, slots_path: str, max_in_flight: int, parent_pid: int) -> None:
     """Child process body: serve the feed on a free loopback port, print the port."""
     import grpc
@@ -41,9 +58,7 @@ def _serve(factory: FeedFactory, slots_path: str, max_in_flight: int, parent_pid
     )
 
     Event = beam_runner_api_pb2.TestStreamPayload.Event
-    TimestampedElement = beam_runner_api_pb2.TestStreamPayload.TimestampedElement
     stopped = threading.Event()
-    coder = BatchCoder()
     slots = FeedSlots(slots_path)
     progress = FeedProgress(slots)
     acked = progress
@@ -99,13 +114,7 @@ def _serve(factory: FeedFactory, slots_path: str, max_in_flight: int, parent_pid
                         if step.seq <= seq:  # the feed numbers events; acks rely on it
                             raise RuntimeError(f"feed event {step.seq} sent after {seq}")
                         seq = step.seq
-                        elements = [
-                            TimestampedElement(
-                                encoded_element=coder.encode((seq, value)), timestamp=ts
-                            )
-                            for value, ts in step.elements
-                        ]
-                        yield Event(element_event=Event.AddElements(elements=elements))
+                        yield element_event(seq, step.elements)
                         last_sent = time.monotonic()
                     if step.watermark_us is not None:
                         last_watermark = step.watermark_us

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 from collections import deque
 
+import pytest
 from apache_beam.transforms.window import FixedWindows
 
 from beamstream.io.elements import MAX_WATERMARK, NO_WATERMARK, MessageBatch
@@ -27,6 +28,7 @@ from beamstream.runners.direct.kafka_feed import KafkaSource
 
 S = 1_000_000
 ACKED, SINK, STOP, STOPPED, PROBE = range(5)
+GRPC_MESSAGE_LIMIT = 4 * 2**20  # what Beam's TestStream client accepts
 FAST = FeedTimeouts(drain_s=1.0, settle_s=0.1, keep_open_s=0.0, pause_s=0.0)
 
 
@@ -302,11 +304,11 @@ def test_reading_pauses_while_the_runner_is_behind_and_enough_is_pending():
     reads = [[batch([t] * 10, list(range(10 * i, 10 * i + 10)))] for i, t in enumerate(range(5))]
     source = MemorySource(reads)
     progress = slots()
-    feed = FeedCore(source, batched=True, timeouts=FAST, max_ahead=1, max_pending_bytes=600)
+    feed = FeedCore(source, batched=True, timeouts=FAST, max_ahead=1, max_pending_bytes=300)
     steps = feed.steps(FeedProgress(progress))
     assert next(steps).seq == 1
     for _ in range(5):
-        assert next(steps).seq == 0  # behind: two reads (340 bytes each) pending, then no more
+        assert next(steps).seq == 0  # behind: two reads (181 bytes each) pending, then no more
     assert len(source.reads) == 2
     progress[ACKED] = 1
     joined = next(steps)
@@ -315,12 +317,13 @@ def test_reading_pauses_while_the_runner_is_behind_and_enough_is_pending():
 
 
 def test_big_batches_travel_in_events_below_the_grpc_limit_acknowledged_once_whole():
-    from beamstream.runners.direct.chunks import EVENT_BYTES
+    from beamstream.runners.direct.feed_server import element_event
 
     big = MessageBatch(
         source="t",
         partition=0,
-        values=[b"x" * 1000] * 8000,  # ~8.5 MB
+        # ~8.3 MB of distinct objects (pickle would send one repeated object once)
+        values=[bytes([i % 256]) * 1000 for i in range(8000)],
         offsets=list(range(8000)),
         event_times_us=[10 * S] * 8000,
     )
@@ -332,7 +335,7 @@ def test_big_batches_travel_in_events_below_the_grpc_limit_acknowledged_once_who
     offsets = [o for step in events for e, _ in step.elements for o in e.offsets]
     assert offsets == list(range(8000))  # all of it, in order, in 3 events
     for step in events:
-        assert sum(len(e.values) * 1032 for e, _ in step.elements) <= EVENT_BYTES
+        assert element_event(step.seq, step.elements).ByteSize() <= GRPC_MESSAGE_LIMIT
     progress[ACKED] = 2
     next(steps)
     assert source.acked == []  # the batch is not acknowledged before its last part is in
@@ -350,3 +353,38 @@ def test_a_record_too_large_for_an_event_fails_the_feed_with_its_position():
     steps = core(MemorySource([[huge]])).steps(FeedProgress(slots()))
     with pytest.raises(RecordTooLarge, match="partition 3, offset 77"):
         next(steps)
+
+
+
+@pytest.mark.parametrize("batched", [True, False])
+def test_many_small_reads_coalesce_into_events_that_encode_below_the_grpc_limit(batched):
+    # Found by a slow live run: each small batch costs its own pickled header
+    # (class, source name, columns) and framing, beyond its records' bytes; an
+    # event of coalesced small batches encoded to 4.97 MB and ended the stream.
+    from beamstream.runners.direct.feed_server import element_event
+
+    source_name = "kafka://broker-1.example.internal:9092/frames-from-the-edge-cameras"
+    small = [
+        MessageBatch(
+            source=source_name,
+            partition=i % 4,
+            values=[b'{"timestamp":1700000000.123,"uid":"user-0042"}'],
+            offsets=[10_000_000 + i],
+            event_times_us=[(1_700_000_000 + i // 1000) * S],
+        )
+        for i in range(60_000)
+    ]
+    source = MemorySource([small])
+    progress = slots()
+    feed = FeedCore(source, batched=batched, timeouts=FAST, max_pending_bytes=64 * 2**20)
+    steps = feed.steps(FeedProgress(progress))
+    sent = 0
+    while sent < len(small):
+        step = next(steps)
+        if not step.elements:
+            continue
+        size = element_event(step.seq, step.elements).ByteSize()
+        assert size <= GRPC_MESSAGE_LIMIT, f"event {step.seq}: {size:,} bytes"
+        sent += sum(e.size if batched else 1 for e, _ in step.elements)
+        progress[ACKED] = step.seq
+    assert sent == len(small)
