@@ -66,11 +66,3 @@ class Finality:
     def __repr__(self) -> str:
         return f"Finality({list(self._windowings)})"
 
-
-def fixed_finality(window_s: float, lateness_s: float) -> Finality:
-    """Finality of fixed windows of ``window_s`` (none when 0) and ``lateness_s`` of lateness."""
-    from apache_beam.transforms.window import FixedWindows
-
-    if not window_s:
-        return Finality()
-    return Finality([(FixedWindows(window_s), int(lateness_s * 1_000_000))])
