@@ -21,6 +21,7 @@ setup(
         "google-cloud-pubsub>=2.20,<3",
         "psutil>=5.9,<8",
         "scikit-learn>=1.3,<2",
+        "threadpoolctl>=3.1,<4",  # the model's thread limit (scikit-learn needs it too)
         "numpy>=1.24,<3",
         "prometheus-client>=0.20,<1",
     ],
