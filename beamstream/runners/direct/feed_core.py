@@ -108,6 +108,12 @@ class FeedCore:
     the watermark goes out with the next event the runner can take, and
     events grow by themselves when the runner falls behind, up to
     ``chunks.EVENT_BYTES``.
+
+    Lingering: an event goes out at most every ``linger_s`` while records
+    trickle in (a live topic polled as records arrive). The runner pays per
+    event, and a window's aggregation keeps one partial result per bundle
+    until the window closes: at 20,000 frames/s without it, 250 events a
+    second left 15,000 partial user sets in each per-minute window.
     """
 
     def __init__(
@@ -118,8 +124,11 @@ class FeedCore:
         timeouts: FeedTimeouts = FeedTimeouts(),
         max_ahead: int = 2,
         max_pending_bytes: int = 16 * 2**20,
+        linger_s: float = 0.05,
     ):
         self.source = source
+        self._linger_s = linger_s
+        self._last_event_at = float("-inf")  # time.monotonic() of the last event sent
         self._max_ahead = max_ahead
         self._max_pending_bytes = max_pending_bytes
         self._pending: deque[Chunk] = deque()  # read, not sent yet
@@ -153,12 +162,18 @@ class FeedCore:
             yield FeedStep([], start)
         while not source.done and not progress.stop_requested():
             ahead = self._seq - progress() >= self._max_ahead
-            if not ahead or self._pending_bytes < self._max_pending_bytes:
+            if self._pending and not ahead and self._linger_left() <= 0:
+                pass  # an event is due: send what is pending now, read after it
+            elif not ahead or self._pending_bytes < self._max_pending_bytes:
                 self._take(source.read())
             else:
                 time.sleep(self._timeouts.pause_s)  # behind and full: wait for the runner
-            if ahead and self._pending:
-                # The runner has not taken in the last events: read on into the next one.
+            linger = self._linger_left()
+            if self._pending and (ahead or linger > 0):
+                # The runner has not taken in the last events, or the last went
+                # out just now: what is read joins the next event.
+                if not ahead:
+                    time.sleep(linger)
                 yield FeedStep([], None)
                 self._release(progress)
                 continue
@@ -214,6 +229,10 @@ class FeedCore:
             self._held.append(Held(seq, chunk.oldest_us, chunk.final_at_us, chunk.token))
         return elements
 
+    def _linger_left(self) -> float:
+        """Seconds until the next event may go out (0 or less: now)."""
+        return self._last_event_at + self._linger_s - time.monotonic()
+
     def _pending_oldest(self) -> int:
         return min((c.oldest_us for c in self._pending), default=MAX_WATERMARK)
 
@@ -222,6 +241,7 @@ class FeedCore:
         if not elements:
             return FeedStep([], watermark_us)
         self._seq += 1
+        self._last_event_at = time.monotonic()
         return FeedStep(elements, watermark_us, seq=self._seq)
 
     def _in_flight_oldest(self, acked: int) -> int:

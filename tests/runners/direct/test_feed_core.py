@@ -82,7 +82,7 @@ class MemorySource:
 
 
 def core(source, finality: Finality | None = None) -> FeedCore:
-    return FeedCore(source, batched=True, finality=finality, timeouts=FAST)
+    return FeedCore(source, batched=True, finality=finality, timeouts=FAST, linger_s=0)
 
 
 def fixed(size_s: int, lateness_s: int = 0) -> Finality:
@@ -304,7 +304,9 @@ def test_reading_pauses_while_the_runner_is_behind_and_enough_is_pending():
     reads = [[batch([t] * 10, list(range(10 * i, 10 * i + 10)))] for i, t in enumerate(range(5))]
     source = MemorySource(reads)
     progress = slots()
-    feed = FeedCore(source, batched=True, timeouts=FAST, max_ahead=1, max_pending_bytes=300)
+    feed = FeedCore(
+        source, batched=True, timeouts=FAST, max_ahead=1, max_pending_bytes=300, linger_s=0
+    )
     steps = feed.steps(FeedProgress(progress))
     assert next(steps).seq == 1
     for _ in range(5):
@@ -312,8 +314,10 @@ def test_reading_pauses_while_the_runner_is_behind_and_enough_is_pending():
     assert len(source.reads) == 2
     progress[ACKED] = 1
     joined = next(steps)
-    # not behind any more: one more read, then all that is pending in one event
-    assert joined.seq == 2 and [e.offsets[0] for e, _ in joined.elements] == [10, 20, 30]
+    # not behind any more: all that is pending goes in one event, at once
+    # (another read first could wait on the broker)
+    assert joined.seq == 2 and [e.offsets[0] for e, _ in joined.elements] == [10, 20]
+    assert len(source.reads) == 2
 
 
 def test_big_batches_travel_in_events_below_the_grpc_limit_acknowledged_once_whole():
@@ -329,7 +333,7 @@ def test_big_batches_travel_in_events_below_the_grpc_limit_acknowledged_once_who
     )
     source = MemorySource([[big]], rises=[5])
     progress = slots()
-    feed = FeedCore(source, batched=True, timeouts=FAST, max_ahead=100)
+    feed = FeedCore(source, batched=True, timeouts=FAST, max_ahead=100, linger_s=0)
     steps = feed.steps(FeedProgress(progress))
     events = [next(steps) for _ in range(3)]
     offsets = [o for step in events for e, _ in step.elements for o in e.offsets]
@@ -376,7 +380,9 @@ def test_many_small_reads_coalesce_into_events_that_encode_below_the_grpc_limit(
     ]
     source = MemorySource([small])
     progress = slots()
-    feed = FeedCore(source, batched=batched, timeouts=FAST, max_pending_bytes=64 * 2**20)
+    feed = FeedCore(
+        source, batched=batched, timeouts=FAST, max_pending_bytes=64 * 2**20, linger_s=0
+    )
     steps = feed.steps(FeedProgress(progress))
     sent = 0
     while sent < len(small):
@@ -388,3 +394,40 @@ def test_many_small_reads_coalesce_into_events_that_encode_below_the_grpc_limit(
         sent += sum(e.size if batched else 1 for e, _ in step.elements)
         progress[ACKED] = step.seq
     assert sent == len(small)
+
+
+class FakeTime:
+    """``time`` for the feed core: sleeping moves a virtual clock."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += max(seconds, 0.0)
+
+
+def test_events_go_out_at_most_every_linger_while_records_trickle_in(monkeypatch):
+    # The runner pays per event, and each per-minute window keeps a partial
+    # result per bundle: a trickle must not become an event per poll.
+    from beamstream.runners.direct import feed_core
+
+    clock = FakeTime()
+    monkeypatch.setattr(feed_core, "time", clock)
+    reads = [[batch([100 + i], [i])] for i in range(6)]
+    source = MemorySource(reads, rises=[99 + i for i in range(6)])
+    progress = slots()
+    feed = FeedCore(source, batched=True, timeouts=FAST, linger_s=0.05)
+    steps = feed.steps(FeedProgress(progress))
+    sent: list[tuple[float, list[int]]] = []
+    while len(source.reads) or feed._pending:  # noqa: SLF001 - until all is sent
+        step = next(steps)
+        if step.elements:
+            sent.append((clock.now, [o for e, _ in step.elements for o in e.offsets]))
+            progress[ACKED] = step.seq  # the runner keeps up: only the linger holds events
+    assert sent[0] == (1000.0, [0])  # the first record after a quiet spell goes at once
+    gaps = [later - earlier for (earlier, _), (later, _) in zip(sent, sent[1:])]
+    assert min(gaps) >= 0.05 - 1e-9
+    assert [o for _, offsets in sent for o in offsets] == list(range(6))
