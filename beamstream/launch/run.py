@@ -175,6 +175,9 @@ def _metrics_exporter(options: PipelineOptions, build: Callable) -> MetricsExpor
     ).start()
 
 
+_ENDED = ("CANCELLED", "DONE", "FAILED")  # PipelineState names of a run that is over
+
+
 class LiveFeedFailed(RunFailed):
     """A live feed's stream ended with an error; the run was cancelled."""
 
@@ -205,21 +208,25 @@ def _wait(result: PipelineResult, stop, feed_failure: Callable[[], str | None]) 
     waiter.start()
     while waiter.is_alive():
         waiter.join(0.2)
-        failed = feed_failure()
-        if failed is not None:
-            with contextlib.suppress(Exception):
-                result.cancel()
-            raise LiveFeedFailed(f"the live feed failed: {failed}")
-        if stop.requested and str(result.state) in ("CANCELLED", "DONE", "FAILED"):
+        _fail_if_a_feed_failed(result, feed_failure)
+        if stop.requested and str(result.state) in _ENDED:
             waiter.join(0.5)  # a failure may still be on its way to the waiter
             break
-    failed = feed_failure()
-    if failed is not None:
-        raise LiveFeedFailed(f"the live feed failed: {failed}")
+    _fail_if_a_feed_failed(result, feed_failure)
     for exc, after_cancel in failure:
         if not (stop.requested and after_cancel and _caused_by_cancel(exc)):
             raise exc
         _LOG.warning("after the stop cancelled the run: %s: %s", type(exc).__name__, exc)
+
+
+def _fail_if_a_feed_failed(result: PipelineResult, feed_failure: Callable[[], str | None]) -> None:
+    """Cancels the run (if it still runs) and raises ``LiveFeedFailed`` once a feed failed."""
+    failed = feed_failure()
+    if failed is not None:
+        if str(result.state) not in _ENDED:
+            with contextlib.suppress(Exception):
+                result.cancel()
+        raise LiveFeedFailed(f"the live feed failed: {failed}")
 
 
 def _caused_by_cancel(exc: BaseException) -> bool:
