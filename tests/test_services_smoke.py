@@ -162,3 +162,14 @@ def test_sqlalchemy_url_connects(fixture_name: str, request: pytest.FixtureReque
             assert conn.execute(sqlalchemy.text("SELECT 1")).scalar() == 1
     finally:
         engine.dispose()
+
+
+def test_a_kafka_cluster_id_never_starts_with_a_dash() -> None:
+    """kafka-storage reads a leading ``-`` as an option; CI once drew such an id."""
+    from tests.services import apache_kafka
+
+    dash_first = uuid.UUID(bytes=b"\xf8" + bytes(15))  # base64 of 0b111110... is "-"
+    draws = iter([dash_first, dash_first, uuid.UUID(int=1)])
+    cluster_id = apache_kafka._cluster_id(lambda: next(draws))
+    assert cluster_id == "AAAAAAAAAAAAAAAAAAAAAQ"
+    assert not apache_kafka._cluster_id().startswith("-")

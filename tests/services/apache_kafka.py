@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from .kafka_broker import BrokerStartError, KafkaBroker, start_with_retries
@@ -105,11 +106,19 @@ def start(
     return broker
 
 
-def _cluster_id() -> str:
-    """A random KRaft cluster id: 16 bytes, URL-safe base64 without padding."""
+def _cluster_id(new_uuid: Callable[[], uuid.UUID] = uuid.uuid4) -> str:
+    """A random KRaft cluster id: 16 bytes, URL-safe base64 without padding.
+
+    One id in 64 would start with ``-``, which ``kafka-storage format`` parses
+    as an option ("expected one argument"); Kafka's own ``Uuid.randomUuid``
+    draws again in that case, and so do we.
+    """
     import base64
 
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    while True:
+        cluster_id = base64.urlsafe_b64encode(new_uuid().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def _warm_up(broker: KafkaBroker) -> None:
