@@ -25,6 +25,9 @@ class EventTimeError(UserError, ValueError):
 
 def parse_time(value: Any, time_format: str = "auto") -> int:
     """One time value to epoch microseconds, or EventTimeError."""
+    kind = type(value)
+    if kind is float or kind is int:  # the usual case first: bool is neither
+        return _from_number(value, time_format)
     if isinstance(value, bool) or value is None:
         raise EventTimeError(f"timestamp {value!r} is not a time")
     if isinstance(value, (int, float)):

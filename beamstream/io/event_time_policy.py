@@ -7,9 +7,9 @@ travel to a reader in another process or on a remote worker.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
+from beamstream import payload_json
 from beamstream.event_time import EventTimeError, event_time_us
 
 
@@ -31,7 +31,7 @@ class EventTimePolicy:
         if self.field is None:
             return None if broker_timestamp_ms is None else broker_timestamp_ms * 1000
         try:
-            record = json.loads(value)
+            record = payload_json.loads(value)
         except (ValueError, UnicodeDecodeError, RecursionError):
             return None
         if not isinstance(record, dict):

@@ -21,7 +21,6 @@ response being formatted: batching wait plus inference.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from collections.abc import Iterator, Sequence
@@ -29,6 +28,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from beamstream import payload_json
 from beamstream.models.anomaly import FeatureError, feature_row, metric_name
 from beamstream.models.artifacts import ModelMetadata
 
@@ -108,8 +108,8 @@ def _request_id(record: dict[str, Any], fallback: str | None) -> str:
 def _decode(value: bytes) -> dict[str, Any]:
     """The request object in ``value``; raises RequestError."""
     try:
-        # str, not bytes: json.loads would sniff the encoding of bytes first.
-        record = json.loads(value.decode("utf-8"))
+        # str, not bytes: the request must be UTF-8, whatever json.loads would sniff.
+        record = payload_json.loads(value.decode("utf-8"))
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError; nesting too deep
         raise RequestError(f"not JSON: {exc}") from None
     if not isinstance(record, dict):

@@ -29,6 +29,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineResult
 from sqlalchemy.engine import Connection, Engine
 
+from beamstream import payload_json
 from beamstream.argtypes import positive_int
 from beamstream.collect.metrics import METRIC_TYPES
 from beamstream.counters import MESSAGES_CONSUMED, counter, error_counter
@@ -192,7 +193,7 @@ class ParseSamples(beam.DoFn):
         self._consumed.inc()
         try:
             text = message.value.decode("utf-8")
-            row = sample_row(json.loads(text))
+            row = sample_row(payload_json.loads(text))
         except (ValueError, SampleError, RecursionError) as exc:  # JSON and UTF-8 errors too
             error_type = type(exc).__name__
             error_counter(error_type).inc()

@@ -24,7 +24,6 @@ batch of one, so both source shapes give the same results.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -39,12 +38,12 @@ from apache_beam.transforms.userstate import (
 from apache_beam.utils.timestamp import Duration
 from apache_beam.utils.windowed_value import PaneInfoTiming
 
-from beamstream import counters
+from beamstream import counters, payload_json
 from beamstream.dead_letter import DEAD_LETTER_TAG, dead_letter
 from beamstream.event_time import EventTimeError, format_time, parse_time
 from beamstream.io.elements import Message, MessageBatch
 from beamstream.transforms import hyperloglog
-from beamstream.transforms.lateness import is_too_late
+from beamstream.transforms.lateness import earliest_open_start
 
 SECOND_US = 1_000_000
 MINUTE_US = 60 * SECOND_US
@@ -59,7 +58,7 @@ class InvalidFrame(ValueError):
 def parse_frame(value: bytes, field: str, time_format: str) -> tuple[int, str]:
     """(event time in micros, uid) of one frame, or InvalidFrame/EventTimeError."""
     try:
-        record = json.loads(value)
+        record = payload_json.loads(value)
     except (ValueError, RecursionError) as exc:  # RecursionError: nesting too deep
         raise InvalidFrame(f"not JSON: {exc}") from None
     if not isinstance(record, dict):
@@ -103,6 +102,8 @@ class FoldFrames(beam.DoFn):
             element = MessageBatch.of([element], element.watermark_us)
         watermark = element.watermark_us
         lateness = self._lateness_us
+        open_second = earliest_open_start(SECOND_US, lateness, watermark)
+        open_minute = earliest_open_start(MINUTE_US, lateness, watermark)
         seconds: dict[int, int] = {}
         minutes: dict[int, Any] = {}
         source = element.source
@@ -118,8 +119,10 @@ class FoldFrames(beam.DoFn):
                     dead_letter(exc, value, STEP, _where(source, element.partition, offset)),
                 )
                 continue
-            late_second = is_too_late(event_us, SECOND_US, lateness, watermark)
-            late_minute = is_too_late(event_us, MINUTE_US, lateness, watermark)
+            second = event_us - event_us % SECOND_US
+            minute = event_us - event_us % MINUTE_US
+            late_second = second < open_second
+            late_minute = minute < open_minute
             if late_second or late_minute:
                 self._late.inc()
                 self._dead.inc()
@@ -137,10 +140,8 @@ class FoldFrames(beam.DoFn):
                     ),
                 )
             if not late_second:
-                second = event_us - event_us % SECOND_US
                 seconds[second] = seconds.get(second, 0) + 1
             if not late_minute:
-                minute = event_us - event_us % MINUTE_US
                 users = minutes.get(minute)
                 if users is None:
                     users = minutes[minute] = hyperloglog.empty() if self._approximate else set()

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 import apache_beam as beam
 from apache_beam.transforms import window
 
-from beamstream import counters
+from beamstream import counters, payload_json
 from beamstream.dead_letter import DEAD_LETTER_TAG, dead_letter
 from beamstream.event_time import EventTimeError, event_time_us
 from beamstream.io.elements import Message, MessageBatch
@@ -94,7 +94,7 @@ def format_value(value: float) -> float | str:
 def parse_record(value: bytes, field: str | None = None, time_format: str = "auto") -> MetricRecord:
     """One message payload as a MetricRecord, or InvalidRecord / EventTimeError."""
     try:
-        record = json.loads(value)
+        record = payload_json.loads(value)
     except (ValueError, RecursionError) as exc:  # RecursionError: nesting too deep
         raise InvalidRecord(f"not JSON: {exc}") from None
     if not isinstance(record, dict):
