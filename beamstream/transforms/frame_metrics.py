@@ -156,10 +156,15 @@ class FoldFrames(beam.DoFn):
                         {"timestamp": event_us / 1e6, "uid": uid}, event_us / 1e6
                     ),
                 )
+        # Keyed by window start: see FrameMetrics on why not one global key.
         for second, count in seconds.items():
-            yield beam.pvalue.TaggedOutput("seconds", window.TimestampedValue(count, second / 1e6))
+            yield beam.pvalue.TaggedOutput(
+                "seconds", window.TimestampedValue((second, count), second / 1e6)
+            )
         for minute, users in minutes.items():
-            yield beam.pvalue.TaggedOutput("minutes", window.TimestampedValue(users, minute / 1e6))
+            yield beam.pvalue.TaggedOutput(
+                "minutes", window.TimestampedValue((minute, users), minute / 1e6)
+            )
 
 
 def _where(source: str, partition: int, offset: int) -> str:
@@ -206,7 +211,8 @@ class _FormatWindow(beam.DoFn):
         self._field = field
         self._format = output_time_format
 
-    def process(self, value, win=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam):
+    def process(self, keyed, win=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam):
+        _, value = keyed  # the key is the window's start
         # Batch runs fire each window once, with no timing: that is the final,
         # on-time result.
         yield {
@@ -280,6 +286,12 @@ class FrameMetrics(beam.PTransform):
 
     Returns a dict of PCollections: ``per_second``, ``per_minute``,
     ``dead_letters`` and (with ``passthrough``) ``frames``.
+
+    Partials are keyed by their window's start, so each key holds one window:
+    under a single global key Beam's trigger driver (``GeneralTriggerDriver``,
+    which treats every WindowFn as merging) scans the key's list of windows
+    for every timer, quadratic in the windows of a run, and one key cannot
+    be spread over worker processes.
     """
 
     wants_batches = True  # the source shape this transform is fastest with
@@ -314,16 +326,14 @@ class FrameMetrics(beam.PTransform):
         per_second = (
             folded.seconds
             | "Seconds" >> _windowed(1, self._lateness)
-            | "SumFrames" >> beam.CombineGlobally(sum).without_defaults()
+            | "SumFrames" >> beam.CombinePerKey(sum)
             | "FormatSeconds" >> beam.ParDo(_FormatWindow("frames", self._output_format))
         )
         if self._fill_gaps:
             zeros = (
                 folded.seconds
                 | "SecondsSeen"
-                >> beam.Map(
-                    lambda _, ts=beam.DoFn.TimestampParam: ("", ts.micros)
-                ).with_output_types(tuple[str, int])
+                >> beam.Map(lambda keyed: ("", keyed[0])).with_output_types(tuple[str, int])
                 | "GlobalSeconds" >> beam.WindowInto(window.GlobalWindows())
                 | "FillGaps" >> beam.ParDo(_FillGaps(self._output_format))
                 | "GapWindows" >> _windowed(1, self._lateness)  # Flatten needs one WindowFn
@@ -332,8 +342,7 @@ class FrameMetrics(beam.PTransform):
         per_minute = (
             folded.minutes
             | "Minutes" >> _windowed(60, self._lateness)
-            | "UniqueUsers"
-            >> beam.CombineGlobally(UniqueUsersFn(self._approximate)).without_defaults()
+            | "UniqueUsers" >> beam.CombinePerKey(UniqueUsersFn(self._approximate))
             | "FormatMinutes" >> beam.ParDo(_FormatWindow("unique_users", self._output_format))
         )
         outputs = {
