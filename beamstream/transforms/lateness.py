@@ -25,4 +25,3 @@ def earliest_open_start(size_us: int, allowed_lateness_us: int, watermark_us: in
     so a batch's hot loop compares one integer per window size per record.
     """
     return watermark_us - allowed_lateness_us - size_us + 1
-

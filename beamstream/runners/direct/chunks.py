@@ -40,7 +40,7 @@ class Chunk:
     """Records of one batch, as elements of the event that will carry them."""
 
     elements: list[tuple[Any, int]]
-    size: int  # estimated encoded bytes
+    size: int  # encoded bytes in the event, measured by encoded_size
     oldest_us: int  # caps the watermark until taken in
     final_at_us: int
     token: Any  # the batch's token on its last chunk, else NO_TOKEN

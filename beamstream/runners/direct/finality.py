@@ -65,4 +65,3 @@ class Finality:
 
     def __repr__(self) -> str:
         return f"Finality({list(self._windowings)})"
-
