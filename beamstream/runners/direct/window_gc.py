@@ -189,6 +189,7 @@ def install() -> bool:
         return committed
 
     transform_evaluator.create_trigger_driver = create_trigger_driver
-    evaluation_context.EvaluationContext.handle_result = handle_result_and_prune
+    context_class: Any = evaluation_context.EvaluationContext
+    context_class.handle_result = handle_result_and_prune
     _INSTALLED = True
     return True

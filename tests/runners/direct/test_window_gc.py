@@ -82,7 +82,8 @@ def test_a_window_alone_under_its_key_is_collected_by_its_timer():
     armed = [key for timers in state.timers.values() for key in timers if key[0] == GC_TIMER]
     assert len(armed) == 1
     outputs += _deliver(driver, state, Timestamp(seconds=11))  # the window's end: ON_TIME
-    assert [timing for _, _, timing in outputs] == [beam.utils.windowed_value.PaneInfoTiming.ON_TIME]
+    on_time = beam.utils.windowed_value.PaneInfoTiming.ON_TIME
+    assert [timing for _, _, timing in outputs] == [on_time]
     assert not is_empty(state)  # late data may still come
     outputs += _deliver(driver, state, Timestamp(seconds=11 + LATENESS_S))
     assert not is_empty(state)  # a value exactly at end + lateness is still taken
