@@ -149,6 +149,9 @@ class KafkaPythonConsumer:
         self._consumer.close(autocommit=False)
 
 
+_FLUSH_ATTEMPTS = 64  # re-waits after batch splits: enough to halve 1 MB down to one record
+
+
 class KafkaPythonProducer:
     """``KafkaProducer``; a delivery failure goes to the send's ``on_error``."""
 
@@ -176,6 +179,18 @@ class KafkaPythonProducer:
         self._producer.send(topic, value=value, key=key, headers=headers).add_errback(on_error)
 
     def flush(self, timeout_s: float | None = None) -> None:
+        from kafka.errors import UnknownError
+
+        # kafka-python splits a batch the broker refused as too large and sends
+        # the halves again, but a flush waiting on the first batch then raises
+        # UnknownError('Future not done'): wait again, for the halves.
+        for _ in range(_FLUSH_ATTEMPTS):
+            try:
+                self._producer.flush(timeout=timeout_s)
+                return
+            except UnknownError as exc:
+                if "Future not done" not in str(exc):
+                    raise
         self._producer.flush(timeout=timeout_s)
 
     def close(self) -> None:

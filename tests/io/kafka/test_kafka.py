@@ -17,6 +17,7 @@ from beamstream.io.event_time_policy import EventTimePolicy
 from beamstream.io.kafka import ReadFromKafka, WriteToKafka
 from beamstream.io.kafka.spec import KafkaReadError
 from beamstream.launch.run import run_pipeline
+from tests.services.ports import unique_name
 from tests.support import runs
 from tests.support.kafka_clients import with_client
 from tests.support.kafka_offsets import committed_offsets
@@ -177,6 +178,24 @@ def test_write_then_read_preserves_keys_values_and_headers(kafka_broker, kafka_c
     assert [dict(m.headers) for m in got] == [
         {"id": str(i).encode(), "kind": b"test"} for i in range(50)
     ]
+
+
+def test_a_record_the_broker_refuses_fails_the_write_naming_it(kafka_broker, kafka_client):
+    # The broker, not the client, refuses it (the topic allows 2,000 bytes, the
+    # clients 1 MB): the failure comes back asynchronously, as a delivery report.
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    if not kafka_broker.is_apache_kafka:
+        pytest.skip("needs the topic-level max.message.bytes of Apache Kafka")
+    topic = unique_name("small-records")
+    admin = AdminClient({"bootstrap.servers": kafka_broker.bootstrap})
+    created = admin.create_topics([NewTopic(topic, 1, 1, config={"max.message.bytes": "2000"})])
+    created[topic].result(30)
+    records = ["small"] * 20 + ["x" * 10_000]
+    uri = with_client(f"kafka://{kafka_broker.bootstrap}/{topic}", kafka_client)
+    failed = r"1 record\(s\) not delivered to Kafka topic"
+    with pytest.raises(Exception, match=failed), beam.Pipeline() as p:
+        _ = p | beam.Create(records) | WriteToKafka(uri)
 
 
 def test_missing_topic_and_unreachable_broker_fail_with_clear_errors(kafka_broker, kafka_client):
