@@ -115,13 +115,17 @@ class MessageBatch(NamedTuple):
         )
 
 
+# One encoder for every payload: json.dumps with arguments builds a new one per call.
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def encode_payload(value: bytes | str | Any) -> bytes:
     """Sink payloads: bytes as they are, text as UTF-8, anything else as compact JSON."""
     if isinstance(value, bytes):
         return value
     if isinstance(value, str):
         return value.encode("utf-8")
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return _COMPACT_JSON.encode(value).encode("utf-8")
 
 
 def batch_timestamp(batch: MessageBatch) -> int:
