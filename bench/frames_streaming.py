@@ -53,6 +53,7 @@ class MemorySampler(threading.Thread):
         self._root = psutil.Process(pid)
         self.samples: list[tuple[float, float, int]] = []  # (time, MB, processes)
         self.by_process: list[dict[str, float]] = []  # MB per process, same sample order
+        self.cpu: dict[str, tuple[str, float]] = {}  # process -> (role, CPU seconds so far)
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -66,12 +67,19 @@ class MemorySampler(threading.Thread):
                     try:
                         name = "pipeline" if proc is self._root else f"child {proc.pid}"
                         each[name] = proc.memory_info().rss / 2**20
+                        times = proc.cpu_times()
+                        self.cpu[name] = (_role(proc), times.user + times.system)
                     except psutil.Error:
                         continue
             except psutil.Error:
                 return
             self.samples.append((time.time(), sum(each.values()), len(tree)))
             self.by_process.append(each)
+
+    def cpu_report(self) -> str:
+        """CPU seconds each process of the tree has used, busiest first."""
+        ranked = sorted(self.cpu.values(), key=lambda c: -c[1])
+        return ", ".join(f"{role} {seconds:.1f} s" for role, seconds in ranked if seconds >= 0.1)
 
     def peak_mb(self, since: float = 0.0, until: float = float("inf")) -> float:
         return max((mb for t, mb, _ in self.samples if since <= t <= until), default=0.0)
@@ -82,9 +90,7 @@ class MemorySampler(threading.Thread):
         if len(live) < 10:
             return
         inside = [e for (t, _, _), e in zip(self.samples, self.by_process) if begin <= t <= end]
-        growth = {
-            name: inside[-1].get(name, 0.0) - mb for name, mb in inside[0].items()
-        }
+        growth = {name: inside[-1].get(name, 0.0) - mb for name, mb in inside[0].items()}
         fifth = max(1, len(live) // 5)
         first = sorted(mb for _, mb in live[:fifth])[fifth // 2]
         last = sorted(mb for _, mb in live[-fifth:])[fifth // 2]
@@ -97,6 +103,15 @@ class MemorySampler(threading.Thread):
         )
         by_minute = [mb for i, (_, mb) in enumerate(live) if i % 60 == 0]
         print("memory, live, each minute (MB): " + " ".join(f"{mb:.0f}" for mb in by_minute))
+
+
+def _role(proc) -> str:
+    """What a process of the pipeline's tree is, from its command line."""
+    command = " ".join(proc.cmdline())
+    for marker, role in (("feed_server", "feed"), ("beamstream.cli", "pipeline")):
+        if marker in command:
+            return role
+    return proc.name()
 
 
 class ResultWatcher(threading.Thread):
@@ -216,8 +231,12 @@ def catch_up(b, source, lines, want_seconds, drain, runner, client, live_args) -
         )
         print(f"[{runner}] windows exact: {exact} of {len(want_seconds)}")
         print(f"[{runner}] memory, catch-up: peak {memory.peak_mb():,.0f} MB (process tree RSS)")
-        wrong = [(s, n, watcher.final.get(s)) for s, n in sorted(want_seconds.items())
-                 if watcher.final.get(s) != n]
+        print(f"[{runner}] CPU, catch-up ({catch_up_s:.1f} s wall): {memory.cpu_report()}")
+        wrong = [
+            (s, n, watcher.final.get(s))
+            for s, n in sorted(want_seconds.items())
+            if watcher.final.get(s) != n
+        ]
         if wrong:
             print(f"[{runner}] first differing windows (second, expected, got): {wrong[:8]}")
         if live_args is not None and live_args.live_seconds > 0:
