@@ -77,15 +77,20 @@ def _from_iso(text: str) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
+def event_time_fields(field: str | None = None) -> tuple[str, ...]:
+    """The fields looked at, in order: ``field`` (if given), then timestamp/ts if it is one."""
+    if field and field not in DEFAULT_FIELDS:
+        return (field,)
+    if field:
+        return (field,) + tuple(f for f in DEFAULT_FIELDS if f != field)
+    return DEFAULT_FIELDS
+
+
 def event_time_us(
     record: dict, field: str | None = None, time_format: str = "auto"
 ) -> int:
     """The event time of a parsed JSON record, from ``field`` or timestamp/ts."""
-    fields: tuple[str, ...] = DEFAULT_FIELDS
-    if field and field not in DEFAULT_FIELDS:
-        fields = (field,)
-    elif field:
-        fields = (field,) + tuple(f for f in DEFAULT_FIELDS if f != field)
+    fields = event_time_fields(field)
     for name in fields:
         if name in record:
             return parse_time(record[name], time_format)

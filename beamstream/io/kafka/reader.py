@@ -146,7 +146,7 @@ class KafkaBatchReader:
             events = None
             known: list[int] = []
             if self.spec.stamp_event_times:
-                events = [policy.of_payload(v, ts) for v, ts in zip(values, stamps)]
+                events = policy.of_payloads(values, stamps)
                 known = [e for e in events if e is not None]
             self.watermarks.observe(pair, max(known) if known else None)
             batches.append(

@@ -49,6 +49,8 @@ class Chunk:
 def record_sizes(batch: MessageBatch, batched: bool) -> list[int]:
     """Estimated encoded bytes of each record: where to cut."""
     overhead = _OVERHEAD_BATCHED if batched else _OVERHEAD_RECORD
+    if not any(batch.keys or ()) and not any(batch.headers or ()):  # the usual case
+        return [len(value) + overhead for value in batch.values]
     keys = batch.keys or [None] * len(batch.values)
     headers = batch.headers or [()] * len(batch.values)
     return [
