@@ -17,6 +17,7 @@ from beamstream.errors import UserError
 TIME_FORMATS = ("auto", "epoch_s", "epoch_ms", "iso")
 DEFAULT_FIELDS = ("timestamp", "ts")
 _MS_THRESHOLD = 1e11
+_FAST_S = 9e10  # below the milliseconds threshold and the +-1e17 us range, with room to round
 
 
 class EventTimeError(UserError, ValueError):
@@ -27,6 +28,10 @@ def parse_time(value: Any, time_format: str = "auto") -> int:
     """One time value to epoch microseconds, or EventTimeError."""
     kind = type(value)
     if kind is float or kind is int:  # the usual case first: bool is neither
+        # Epoch seconds well inside the range (NaN fails both comparisons):
+        # what _from_number computes, without its checks.
+        if -_FAST_S < value < _FAST_S and (time_format == "auto" or time_format == "epoch_s"):
+            return value * 1_000_000 if kind is int else int(round(value * 1_000_000))
         return _from_number(value, time_format)
     if isinstance(value, bool) or value is None:
         raise EventTimeError(f"timestamp {value!r} is not a time")
