@@ -1,7 +1,8 @@
 """beamstream's BundleBasedDirectRunner fixes, installed when (and only when) that runner runs.
 
-``window_gc`` (a long local stream stays fast) and ``direct_counters`` (its
-counters count every bundle) patch Beam internals. The default DirectRunner
+``window_gc`` (a long local stream stays fast), ``direct_counters`` (its
+counters count every bundle) and ``dofn_specs`` (no signature inspection per
+bundle) patch Beam internals. The default DirectRunner
 picks Prism or the FnApiRunner when it can, and decides only when the run
 starts, so ``install()`` wraps the BundleBasedDirectRunner's own
 ``run_pipeline``: the patches go in when that runner starts a run and never
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import logging
 
-from beamstream.runners.direct import direct_counters, window_gc
+from beamstream.runners.direct import direct_counters, dofn_specs, window_gc
 
 _LOG = logging.getLogger(__name__)
 _MARK = "_beamstream_fixes"
@@ -34,6 +35,7 @@ def install() -> bool:
     def run_pipeline(self, pipeline, options):
         window_gc.install()
         direct_counters.install()
+        dofn_specs.install()
         return original(self, pipeline, options)
 
     setattr(run_pipeline, _MARK, True)
