@@ -17,9 +17,11 @@ Then Kafka -> Kafka (``--kafka_requests``, 0 skips it), on the tests' broker
 (Apache Kafka when installed, else Tansu): the requests are produced to a
 4-partition topic; the raw drain of that topic by the same client library
 (``--client``; assign + poll, no processing) is measured, then ``beamstream infer`` reads it bounded
-(``stop=end``) and writes the predictions to a second topic. Printed: both
-rates and their ratio (target >= 0.5x the drain), and whether every request
-was answered exactly once.
+(``stop=end``) and writes the predictions to a second topic. A plain loop
+with the same client (consume, json, predict_proba, json, produce; no checks)
+runs the same requests between topics too: what one Python core does without
+Beam. Printed: the rates, the ratios (target >= 0.5x the drain), and whether
+every request was answered exactly once.
 """
 
 from __future__ import annotations
@@ -153,6 +155,69 @@ def read_ids(bootstrap: str, topic: str, expected: int, idle_s: float = 10.0) ->
     return ids
 
 
+def plain_kafka_loop(bootstrap: str, source: str, sink: str, n: int, client: str, model) -> float:
+    """Requests/s of the plain loop between topics: consume, parse, predict, format, produce.
+
+    The same client library as the pipeline, batches of up to 2,000 as polled;
+    no validation, dead letters or counters. What one Python core can do here.
+    """
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+    def predict(values: list[bytes]) -> list[bytes]:
+        records = [json.loads(v) for v in values]
+        rows = [np.asarray(r.get("features") or r["image"], float).reshape(-1) for r in records]
+        proba = model.predict_proba(np.asarray(rows))
+        return [
+            json.dumps(
+                {"id": r["id"], "label": int(p.argmax()), "probabilities": p.round(6).tolist()}
+            ).encode()
+            for r, p in zip(records, proba)
+        ]
+
+    started = time.monotonic()
+    done = 0
+    if client == "confluent":
+        from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer
+        from confluent_kafka import TopicPartition as ConfluentPartition
+
+        consumer = Consumer(
+            {"bootstrap.servers": bootstrap, "group.id": "bench-loop", "enable.auto.commit": False}
+        )
+        parts = sorted(consumer.list_topics(source, timeout=10).topics[source].partitions)
+        consumer.assign([ConfluentPartition(source, p, OFFSET_BEGINNING) for p in parts])
+        producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
+        while done < n:
+            values = [m.value() for m in consumer.consume(2000, 0.5) if m.error() is None]
+            for out in predict(values) if values else ():
+                while True:
+                    try:
+                        producer.produce(sink, out)
+                        break
+                    except BufferError:
+                        producer.poll(0.05)
+            producer.poll(0)
+            done += len(values)
+        producer.flush(60)
+        consumer.close()
+    else:
+        consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap, enable_auto_commit=False, max_poll_records=2000
+        )
+        tps = [TopicPartition(source, p) for p in sorted(consumer.partitions_for_topic(source))]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=512 * 1024)
+        while done < n:
+            for records in consumer.poll(timeout_ms=500).values():
+                for out in predict([r.value for r in records]):
+                    producer.send(sink, out)
+                done += len(records)
+        producer.flush()
+        producer.close()
+        consumer.close()
+    return done / (time.monotonic() - started)
+
+
 def kafka_section(model_dir: str, path: str, n: int, batch: int, client: str) -> dict:
     """Requests topic -> infer (bounded) -> predictions topic, beside the raw drain."""
     from collections import Counter
@@ -166,6 +231,12 @@ def kafka_section(model_dir: str, path: str, n: int, batch: int, client: str) ->
         predictions_topic = b.create_topic("bench-infer-predictions", partitions=KAFKA_PARTITIONS)
         produce(b.bootstrap, requests_topic, lines, KAFKA_PARTITIONS)
         drain = raw_drain(b.bootstrap, requests_topic, n, client)
+        from beamstream.models.artifacts import load_model
+
+        loop_topic = b.create_topic("bench-infer-loop", partitions=KAFKA_PARTITIONS)
+        loop = plain_kafka_loop(
+            b.bootstrap, requests_topic, loop_topic, n, client, load_model(model_dir)[0]
+        )
         clock = Clock().__enter__()
         infer.run(
             [
@@ -184,6 +255,7 @@ def kafka_section(model_dir: str, path: str, n: int, batch: int, client: str) ->
     return {
         "broker": kind,
         "drain": drain,
+        "loop": loop,
         "clock": clock,
         "answered": len(ids),
         "missing": len(wanted - set(counts)),
@@ -254,8 +326,14 @@ def main() -> None:
         exact = not (kafka["missing"] or kafka["duplicated"] or kafka["unexpected"])
         print(f"Kafka -> Kafka, {k:,} requests, {KAFKA_PARTITIONS} partitions, {kafka['broker']}")
         print(f"{f'raw {args.client} drain':34}{kafka['drain']:>14,.0f}/s")
+        loop_ratio = kafka["loop"] / kafka["drain"]
+        print(
+            f"{'plain loop topic -> topic':34}{kafka['loop']:>14,.0f}/s"
+            f"  ({loop_ratio:.3f} x the drain: one core, same client, no checks)"
+        )
         rate, cpu_rate = kafka["answered"] / clock.wall, k / max(clock.cpu, 1e-9)
         print(f"{'beamstream infer, bounded Kafka':34}{rate:>14,.0f}/s{cpu_rate:>14,.0f}/s")
+        print(f"infer / plain loop topic -> topic (wall): {rate / kafka['loop']:.3f}")
         print(
             f"infer / raw drain (wall): {ratio:.3f} "
             f"(target >= {KAFKA_TARGET}: {'met' if ratio >= KAFKA_TARGET else 'NOT met'})"
