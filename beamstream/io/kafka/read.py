@@ -122,7 +122,9 @@ class ReadFromKafka(beam.PTransform):
         # Prism takes the read stage's watermark from the bundle that finished
         # last, not the minimum over partitions: one split for all of them there.
         split = pipeline_runner_name(pbegin.pipeline) not in PRISM_RUNNERS
-        source = KafkaPartitionSource(spec, self.batched, split_partitions=split)
+        source = KafkaPartitionSource(
+            spec, self.batched, split_partitions=split, chain=uuid.uuid4().hex
+        )
         return pbegin | "ReadPartitions" >> beam.io.Read(source)
 
 
