@@ -26,6 +26,7 @@ from beamstream.errors import UserError
 from beamstream.launch.context import RunContext
 from beamstream.launch.options import OperationsOptions
 from beamstream.ops.exporter import MetricsExporter
+from beamstream.runners import portable
 
 _LOG = logging.getLogger(__name__)
 
@@ -93,6 +94,7 @@ def run_pipeline(
     build(pipeline, options)
     context = RunContext(pipeline)
     exporter = _metrics_exporter(options, build)
+    portable.install()  # Prism, also when Beam's DirectRunner switches to it
     try:
         result = pipeline.run()
     except BaseException:

@@ -21,6 +21,7 @@ from tests.support.frames_job import (
     check_against_reference,
     finish,
     frame_lines,
+    log_of,
     new_frames_job,
     produce,
     read_all,
@@ -156,3 +157,34 @@ def test_streaming_frames_on_prism_over_a_four_partition_backlog_is_exact(
     finally:
         process.send_signal(signal.SIGINT)
         finish(process, 60)
+
+
+def test_a_streaming_run_on_prism_outlives_the_job_server_timeout(frames_job, prism_bin: Path):
+    """Beam gives the job's state stream ``--job_server_timeout`` as its deadline:
+    every run on Prism died after it (300 s by default), its job server stopped."""
+    prism = ["--runner=PrismRunner", f"--prism_location={prism_bin}"]
+    started = time.monotonic()
+    process = frames_job.start(False, *prism, "--idle_timeout=1", "--job_server_timeout=5")
+    try:
+        time.sleep(15)  # well past the 5 s; the watermark follows the wall clock meanwhile
+        assert process.poll() is None, log_of(process)[-3000:]
+        # frames of the next 10 s of event time, so that none of them is late
+        lines = frame_lines(int(time.time()) - START + 1, 10, seed=5)
+        produce(frames_job.bootstrap, frames_job.topics["in"], lines)
+        last = max(int(float(_ts(line))) for line in lines)
+        frames_job.wait_for_second(last, process, timeout=90)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                check_against_reference(frames_job, lines)
+                break
+            except AssertionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        assert time.monotonic() - started > 15
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+    code, log = finish(process, 60)
+    assert code == 0, log[-3000:]
