@@ -136,8 +136,24 @@ class ReadFromKafka(beam.PTransform):
         # when the source is momentarily empty) put live results 5-10 s late.
         # Short bundles cost no consumer each: the reader goes on across them
         # (source._Handoffs).
-        return pbegin | "ReadPartitions" >> ReadFromUnboundedSource(
-            source,
+        return pbegin | "ReadPartitions" >> _ReadShortBundles(source)
+
+
+class _ReadShortBundles(beam.PTransform):
+    """``beam.io.Read(source)`` with short read bundles.
+
+    The steps keep ``Read``'s names (``ReadFromUnboundedSource/...``): a
+    running Dataflow streaming job is updated in place only when its steps'
+    names match.
+    """
+
+    def __init__(self, source: KafkaPartitionSource) -> None:
+        super().__init__()
+        self.source = source
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
+        return pbegin | ReadFromUnboundedSource(
+            self.source,
             poll_interval=STREAMING_POLL_INTERVAL_S,
             max_read_time_seconds=STREAMING_BUNDLE_S,
         )
