@@ -26,7 +26,7 @@ from beamstream.errors import UserError
 from beamstream.launch.context import RunContext
 from beamstream.launch.options import OperationsOptions
 from beamstream.ops.exporter import MetricsExporter
-from beamstream.runners import portable
+from beamstream.runners import portable, split_guard
 
 _LOG = logging.getLogger(__name__)
 
@@ -95,6 +95,7 @@ def run_pipeline(
     context = RunContext(pipeline)
     exporter = _metrics_exporter(options, build)
     portable.install()  # Prism, also when Beam's DirectRunner switches to it
+    split_guard.install()  # the SDK harness in this process (LOOPBACK, FnApiRunner)
     try:
         result = pipeline.run()
     except BaseException:

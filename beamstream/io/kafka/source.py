@@ -15,6 +15,9 @@ rebuilt from a mark goes on from the watermark reported before.
 
 A reader left at a checkpoint is handed to whichever instance of the reading
 DoFn resumes that checkpoint (``_Handoffs``), not rebuilt with a new consumer.
+
+Importing this module installs ``split_guard`` in the SDK harness that
+unpickles the source, so a runner's split request cannot fail a read bundle.
 """
 
 from __future__ import annotations
@@ -32,8 +35,10 @@ from beamstream.io.elements import MAX_WATERMARK, NO_WATERMARK, MessageBatch, as
 from beamstream.io.kafka.commits import committer, defer_commit
 from beamstream.io.kafka.reader import KafkaBatchReader
 from beamstream.io.kafka.spec import KafkaReadSpec, list_partitions, open_consumer
+from beamstream.runners import split_guard
 
 _LOG = logging.getLogger(__name__)
+split_guard.install()
 
 
 class KafkaCheckpointMark(CheckpointMark):
