@@ -50,6 +50,8 @@ _LOG = logging.getLogger(__name__)
 # Streaming read bundles: reading time, and the wait before polling an empty source again.
 STREAMING_BUNDLE_S = 0.25
 STREAMING_POLL_INTERVAL_S = 0.05
+# ... and the reading time of a bundle whose reader has caught up (live data).
+STREAMING_LIVE_BUNDLE_S = 0.1
 __all__ = ["ReadFromKafka", "deferred_reads", "read_spec"]
 
 
@@ -127,7 +129,11 @@ class ReadFromKafka(beam.PTransform):
         # last, not the minimum over partitions: one split for all of them there.
         split = pipeline_runner_name(pbegin.pipeline) not in PRISM_RUNNERS
         source = KafkaPartitionSource(
-            spec, self.batched, split_partitions=split, chain=uuid.uuid4().hex
+            spec,
+            self.batched,
+            split_partitions=split,
+            chain=uuid.uuid4().hex,
+            live_bundle_s=STREAMING_LIVE_BUNDLE_S if streaming else None,
         )
         if not streaming:
             return pbegin | "ReadPartitions" >> beam.io.Read(source)
@@ -135,7 +141,8 @@ class ReadFromKafka(beam.PTransform):
         # the bundle ends: Beam's defaults (10 s of reading, 1 s of back-off
         # when the source is momentarily empty) put live results 5-10 s late.
         # Short bundles cost no consumer each: the reader goes on across them
-        # (source._Handoffs).
+        # (source._Handoffs). A caught-up reader ends its bundle sooner still
+        # (live_bundle_s); a backlog is read in the longer ones.
         return pbegin | "ReadPartitions" >> _ReadShortBundles(source)
 
 

@@ -70,6 +70,8 @@ class KafkaBatchReader:
             self.watermarks.add_partition(pair)
         self._consumer.assign(self._starts(positions or {}))
         self._started = time.monotonic()
+        # A full poll (max_batch records) may have left more buffered: a backlog.
+        self.last_poll_saturated = False
         self.end_offsets: dict[tuple[str, int], int] = {}
         if spec.stop == "end":
             self.end_offsets = end_offsets or self._end_offsets()
@@ -163,6 +165,7 @@ class KafkaBatchReader:
                 )
             )
         saturated = sum(len(records) for records in polled.values()) >= self.spec.max_batch
+        self.last_poll_saturated = saturated
         self._update_progress({(b.source, b.partition) for b in batches}, saturated)
         self._maybe_auto_commit()
         return batches

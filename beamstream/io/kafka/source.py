@@ -16,6 +16,12 @@ rebuilt from a mark goes on from the watermark reported before.
 A reader left at a checkpoint is handed to whichever instance of the reading
 DoFn resumes that checkpoint (``_Handoffs``), not rebuilt with a new consumer.
 
+A streaming read bundle's output and watermark move on only when it ends. With
+``live_bundle_s`` a reader that has caught up (its last poll was not full)
+ends its bundle once it has read that long, instead of reading on to the
+runner's limit: live results come sooner, while a backlog is still read in
+long bundles that pay the per-bundle cost less often.
+
 Importing this module installs ``split_guard`` in the SDK harness that
 unpickles the source, so a runner's split request cannot fail a read bundle.
 """
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from typing import Any, NamedTuple
 
@@ -146,6 +153,7 @@ class _KafkaPartitionReader(UnboundedReader):
         self._source = source
         self._parked_at: tuple | None = None  # key in _HANDOFFS while left at a checkpoint
         self._parked_mark: KafkaCheckpointMark | None = None
+        self._bundle_started: float | None = None  # first record emitted since the last mark
         parked = None
         if mark is not None and source.chain is not None:
             parked = _HANDOFFS.take(_mark_key(source.chain, mark.next_offsets))
@@ -203,14 +211,29 @@ class _KafkaPartitionReader(UnboundedReader):
             self._resume()
         assert self._reader is not None
         if not self._buffer and not self._reader.done:
+            if self._ends_live_bundle():
+                return False
             self._fill(self._reader.read())
         if not self._buffer:
             return False
+        if self._bundle_started is None:
+            self._bundle_started = time.monotonic()
         self._current = current = self._buffer.popleft()
         self._next_offsets[current.partition] = current.next_offset
         if current.max_event_us > self._max_event.get(current.partition, NO_WATERMARK):
             self._max_event[current.partition] = current.max_event_us
         return True
+
+    def _ends_live_bundle(self) -> bool:
+        """Caught up, and this bundle has read for ``live_bundle_s``: end it now."""
+        live, started, reader = self._source.live_bundle_s, self._bundle_started, self._reader
+        return (
+            live is not None
+            and started is not None
+            and reader is not None
+            and not reader.last_poll_saturated
+            and time.monotonic() - started >= live
+        )
 
     def _fill(self, batches: list[MessageBatch]) -> None:
         pending: list[tuple[Any, int, tuple[str, int], int, int]] = []
@@ -261,6 +284,7 @@ class _KafkaPartitionReader(UnboundedReader):
         # this mark: its watermark is what was reported, which holds for them.
         reader = self._reader
         assert reader is not None
+        self._bundle_started = None  # a mark ends the bundle
         mark = KafkaCheckpointMark(
             self._source.spec,
             self._next_offsets,
@@ -305,6 +329,7 @@ class KafkaPartitionSource(UnboundedSource):
         partitions: tuple[tuple[str, int], ...] | None = None,
         split_partitions: bool = True,
         chain: str | None = None,
+        live_bundle_s: float | None = None,
     ):
         self.spec = spec
         self.batched = batched
@@ -312,6 +337,18 @@ class KafkaPartitionSource(UnboundedSource):
         self.split_partitions = split_partitions
         # Names this read in ``_Handoffs`` (one per ReadFromKafka): None, no handoffs.
         self.chain = chain
+        # A caught-up reader ends its bundle after this long (None: never early).
+        self.live_bundle_s = live_bundle_s
+
+    def _with_partitions(self, partitions: tuple[tuple[str, int], ...]) -> KafkaPartitionSource:
+        return KafkaPartitionSource(
+            self.spec,
+            self.batched,
+            partitions,
+            self.split_partitions,
+            self.chain,
+            self.live_bundle_s,
+        )
 
     def split(self, desired_num_splits: int, options=None) -> list[KafkaPartitionSource]:
         if self.partitions is not None:
@@ -322,13 +359,8 @@ class KafkaPartitionSource(UnboundedSource):
         finally:
             consumer.close()
         if not self.split_partitions:
-            return [
-                KafkaPartitionSource(self.spec, self.batched, tuple(partitions), False, self.chain)
-            ]
-        return [
-            KafkaPartitionSource(self.spec, self.batched, (p,), True, self.chain)
-            for p in partitions
-        ]
+            return [self._with_partitions(tuple(partitions))]
+        return [self._with_partitions((p,)) for p in partitions]
 
     def create_reader(self, options, checkpoint_mark) -> _KafkaPartitionReader:
         if self.partitions is None:

@@ -1,4 +1,6 @@
-"""A read checkpoint resumed by another instance of the reading DoFn keeps its consumer.
+"""The Kafka source's readers across read bundles, driven as Beam's splittable DoFn does.
+
+A read checkpoint resumed by another instance of the reading DoFn keeps its consumer.
 
 Beam parks a self-checkpointed reader in the cache of the DoFn instance that
 read it; Prism often runs the next bundle on another instance, which used to
@@ -116,3 +118,54 @@ def test_a_taken_over_reader_resumed_again_reads_again_from_its_checkpoint(
     assert sorted(again) == sorted(after)
     assert not set(again) & set(before)
     assert len(opened) == 2  # the retry rebuilt a consumer from the checkpoint
+
+
+def _emit_bundles(reader, want: int, started: bool) -> int:
+    """Records emitted until ``want``, ending a bundle (a checkpoint) whenever it has no record."""
+    emitted = 0
+    has = reader.advance() if started else reader.start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if has:
+            emitted += len(reader.get_current().offsets)
+        else:
+            reader.get_checkpoint_mark()
+        if emitted >= want:
+            return emitted
+        has = reader.advance()
+    return emitted
+
+
+def test_a_caught_up_reader_ends_its_bundle_after_live_bundle_s(kafka_broker, kafka_client):
+    """Live records move on when the short bundle ends, not at the runner's read limit."""
+    topic = kafka_broker.new_topic("live-bundle", partitions=2)
+    _produce(kafka_broker.bootstrap, topic, 0, 30)  # fewer than max_batch: caught up
+    source = _source(kafka_broker, kafka_client, topic)
+    source.live_bundle_s = 0.0
+    reader = source.create_reader(None, None)
+    assert _emit_bundles(reader, 30, started=False) == 30
+    _produce(kafka_broker.bootstrap, topic, 30, 10)
+    time.sleep(1.0)  # fetched by now: a reader reading on would emit them in this bundle
+    assert reader.advance() is False, "a caught-up reader read on instead of ending its bundle"
+    reader.get_checkpoint_mark()  # the runner ends the bundle; the next one reads on
+    assert _emit_bundles(reader, 10, started=True) == 10
+    reader.close()
+
+
+def test_a_reader_with_a_backlog_reads_on_past_live_bundle_s(kafka_broker, kafka_client):
+    """Full polls mean a backlog: it is read in the runner's long bundles."""
+    topic = kafka_broker.new_topic("backlog-bundle", partitions=2)
+    _produce(kafka_broker.bootstrap, topic, 0, 400)  # ten full polls of max_batch 40
+    source = _source(kafka_broker, kafka_client, topic)
+    source.live_bundle_s = 0.0
+    reader = source.create_reader(None, None)
+    emitted, ended_early = 0, False
+    has = reader.start()
+    deadline = time.monotonic() + 30
+    while emitted < 360 and time.monotonic() < deadline:
+        if has:
+            emitted += len(reader.get_current().offsets)
+        ended_early = ended_early or (emitted > 0 and not has)
+        has = reader.advance()
+    reader.close()
+    assert emitted >= 360 and not ended_early
