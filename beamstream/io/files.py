@@ -92,6 +92,11 @@ class ReadJsonLines(beam.PTransform):
         self._batch_size = batch_size
         self._ranges = ranges
 
+    @property
+    def pattern(self) -> str:
+        """The path or glob this reads."""
+        return self._pattern
+
     def expand(self, pbegin):
         return (
             pbegin

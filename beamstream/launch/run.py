@@ -23,6 +23,7 @@ from apache_beam.runners.runner import PipelineResult
 
 from beamstream import runners
 from beamstream.errors import UserError
+from beamstream.launch import cores
 from beamstream.launch.context import RunContext
 from beamstream.launch.options import OperationsOptions
 from beamstream.ops.exporter import MetricsExporter
@@ -96,6 +97,7 @@ def run_pipeline(
     exporter = _metrics_exporter(options, build)
     portable.install()  # Prism, also when Beam's DirectRunner switches to it
     split_guard.install()  # the SDK harness in this process (LOOPBACK, FnApiRunner)
+    cores.use_cores(pipeline)
     try:
         result = pipeline.run()
     except BaseException:
