@@ -119,13 +119,18 @@ class MessageBatch(NamedTuple):
 _COMPACT_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
+def json_text(value: Any) -> str:
+    """``value`` as the compact JSON sinks write (a str quoted, unlike ``encode_payload``)."""
+    return _COMPACT_JSON.encode(value)
+
+
 def encode_payload(value: bytes | str | Any) -> bytes:
     """Sink payloads: bytes as they are, text as UTF-8, anything else as compact JSON."""
     if isinstance(value, bytes):
         return value
     if isinstance(value, str):
         return value.encode("utf-8")
-    return _COMPACT_JSON.encode(value).encode("utf-8")
+    return json_text(value).encode("utf-8")
 
 
 def batch_timestamp(batch: MessageBatch) -> int:

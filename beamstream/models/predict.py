@@ -4,13 +4,15 @@ Per-element cost dominates Beam Python (design.md), so requests travel in
 the source's batches (``MessageBatch``) end to end: parse/validate a whole
 batch into one feature matrix (bad requests -> dead letters, one by one) ->
 ``RunInference`` with the verified scikit-learn batch handler, one model call
-per batch -> one response per request. Batches that fail inside the model go
-to the dead letters too (``RunInference.with_exception_handling``), one record
-per request, so nothing is dropped silently.
+per batch -> one response per request (dicts, or for the pipelines their
+JSON bytes, built a batch at a time). Batches that fail inside the model go to
+the dead letters too (``RunInference.with_exception_handling``), one record per
+request, so nothing is dropped silently.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import apache_beam as beam
@@ -18,7 +20,7 @@ from apache_beam.ml.inference.base import RunInference
 
 from beamstream import counters
 from beamstream.dead_letter import DEAD_LETTER_TAG, dead_letter
-from beamstream.io.elements import Message, MessageBatch
+from beamstream.io.elements import Message, MessageBatch, encode_payload
 from beamstream.models.artifacts import ModelMetadata
 from beamstream.models.handlers import batch_handler
 from beamstream.models.requests import (
@@ -68,20 +70,26 @@ class _ParseRequests(beam.DoFn):
 
 
 class _FormatResponses(beam.DoFn):
-    """``PredictedBatch`` -> one response dict per request."""
+    """``PredictedBatch`` -> one response per request: a dict, or its JSON bytes if ``encoded``."""
 
-    def __init__(self, metadata: ModelMetadata, only_anomalies: bool):
+    def __init__(self, metadata: ModelMetadata, only_anomalies: bool, encoded: bool = False):
         self._metadata = metadata
         self._only_anomalies = only_anomalies
+        self._encoded = encoded
 
     def setup(self):
         self._formatter = ResponseFormatter(self._metadata)
         self._produced = counters.counter(counters.MESSAGES_PRODUCED)
 
     def process(self, predicted: PredictedBatch):
-        responses = self._formatter.format_batch(predicted)
-        if self._only_anomalies:
-            responses = (r for r in responses if r.get("anomaly"))
+        responses: Iterable[dict[str, Any] | bytes]
+        if self._encoded and not self._only_anomalies:
+            responses = self._formatter.encode_batch(predicted)
+        else:
+            dicts = self._formatter.format_batch(predicted)
+            if self._only_anomalies:
+                dicts = (r for r in dicts if r.get("anomaly"))
+            responses = map(encode_payload, dicts) if self._encoded else dicts
         produced = 0
         for response in responses:
             produced += 1
@@ -129,6 +137,10 @@ class Predict(beam.PTransform):
 
     ``model_threads``: BLAS/OpenMP threads of each worker process once the
     model is loaded (0 leaves the libraries' default).
+
+    ``encoded``: predictions as the JSON bytes a sink would write for the
+    dicts (what ``infer`` and ``detect`` write), built a batch at a time,
+    which is several times cheaper than a dict per response.
     """
 
     def __init__(
@@ -144,8 +156,10 @@ class Predict(beam.PTransform):
         watch_pattern: str | None = None,
         watch_interval_s: float = 300.0,
         model_threads: int = 1,
+        encoded: bool = False,
     ):
         super().__init__()
+        self._encoded = encoded
         self._model_dir = model_dir
         self._metadata = metadata
         del min_batch_size, max_batch_duration_secs  # see the class docstring
@@ -185,7 +199,7 @@ class Predict(beam.PTransform):
             ).with_exception_handling()
         )
         predictions = inference | "Format" >> beam.ParDo(
-            _FormatResponses(self._metadata, self._only_anomalies)
+            _FormatResponses(self._metadata, self._only_anomalies, self._encoded)
         )
         failed = failures.failed_inferences | "FailedBatches" >> beam.FlatMap(failed_batch_letters)
         dead_letters = (parsed[DEAD_LETTER_TAG], failed) | "DeadLetters" >> beam.Flatten()

@@ -24,11 +24,13 @@ import dataclasses
 import math
 import time
 from collections.abc import Iterator, Sequence
+from json.encoder import encode_basestring as _json_string  # C; what the sinks' encoder uses
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from beamstream import payload_json
+from beamstream.io.elements import encode_payload, json_text
 from beamstream.models.anomaly import FeatureError, feature_row, metric_name
 from beamstream.models.artifacts import ModelMetadata
 
@@ -329,11 +331,12 @@ class BatchParser:
 
 
 class ResponseFormatter:
-    """Builds the response dict for one prediction."""
+    """Builds the response dict for one prediction, or a batch's responses as JSON bytes."""
 
     def __init__(self, metadata: ModelMetadata, digits: int = 6):
         self._classes = list(metadata.classes)
         self._digits = digits
+        self._label_json = [json_text(c) for c in self._classes]
 
     def format(self, key: RequestKey, inference: Any, model_id: str | None) -> dict[str, Any]:
         name, _, version = (model_id or "").partition(":")
@@ -360,11 +363,16 @@ class ResponseFormatter:
         )
         return response
 
-    def format_batch(self, predicted: PredictedBatch) -> Iterator[dict[str, Any]]:
-        """The responses of a batch, in its order: the same dicts as :meth:`format`."""
+    def format_batch(
+        self, predicted: PredictedBatch, now: float | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """The responses of a batch, in its order: the same dicts as :meth:`format`.
+
+        ``now``: the time the responses are formatted at (default: the clock).
+        """
         requests, outputs = predicted.requests, predicted.outputs
         name, _, version = (predicted.model_id or "").partition(":")
-        latency_ms = round((time.time() - requests.received_s) * 1000.0, 3)
+        latency_ms = _latency_ms(requests.received_s, now)
         if outputs.ndim == 2:  # class probabilities
             labels = outputs.argmax(axis=1).tolist()
             if self._classes:
@@ -393,3 +401,33 @@ class ResponseFormatter:
                 latency_ms=latency_ms,
             )
             yield response
+
+    def encode_batch(self, predicted: PredictedBatch, now: float | None = None) -> list[bytes]:
+        """The responses of a batch as the bytes ``encode_payload`` makes of :meth:`format_batch`.
+
+        For a classifier the JSON is written once per batch, not per response:
+        the probabilities of all rows in one encoder call, split into rows, and
+        the fields every response shares encoded once. Building a dict per
+        response and encoding it on its own cost 11 us per request, half the
+        time of a request in the pipeline.
+        """
+        requests, outputs = predicted.requests, predicted.outputs
+        if outputs.ndim != 2 or not len(requests):
+            return [encode_payload(r) for r in self.format_batch(predicted, now)]
+        name, _, version = (predicted.model_id or "").partition(":")
+        model = json_text({"name": name, "version": version})
+        latency = json_text(_latency_ms(requests.received_s, now))
+        indexes = outputs.argmax(axis=1).tolist()
+        labels = [self._label_json[i] for i in indexes] if self._classes else map(str, indexes)
+        # "[[p,p,...],[p,p,...]]": no number's text holds a bracket or "],[".
+        matrix = json_text(outputs.round(self._digits).tolist())
+        rows = matrix[2:-2].split("],[")
+        tail = f'],"model":{model},"latency_ms":{latency}}}'
+        return [
+            f'{{"id":{_json_string(rid)},"label":{label},"probabilities":[{row}{tail}'.encode()
+            for rid, label, row in zip(requests.ids, labels, rows)
+        ]
+
+
+def _latency_ms(received_s: float, now: float | None) -> float:
+    return round(((time.time() if now is None else now) - received_s) * 1000.0, 3)

@@ -64,7 +64,9 @@ OPTION_CLASSES = (
 
 def build(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[str, beam.PCollection]:
     o = options.view_as(DetectOptions)
-    predict = predict_transform(options, keep_record=True, only_anomalies=not o.all_scores)
+    predict = predict_transform(
+        options, keep_record=True, only_anomalies=not o.all_scores, encoded=True
+    )
     if predict.kind != "detector":
         raise OptionsError(
             f"--model {options.view_as(ModelOptions).model} is a {predict.kind}; "

@@ -55,7 +55,7 @@ BROKER_TIME = EventTimePolicy(field=None)
 
 def build(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[str, beam.PCollection]:
     labels = ("ReadRequests", "Predict", "WritePredictions")
-    return score_stream(pipeline, options, predict_transform(options), labels)
+    return score_stream(pipeline, options, predict_transform(options, encoded=True), labels)
 
 
 def score_stream(

@@ -8,6 +8,7 @@ model fails on.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -19,7 +20,7 @@ from apache_beam.ml.inference.base import RunInference
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from beamstream.io.elements import Message, MessageBatch
+from beamstream.io.elements import Message, MessageBatch, encode_payload
 from beamstream.models import digits
 from beamstream.models.handlers import (
     BatchSklearnModelHandler,
@@ -31,6 +32,7 @@ from beamstream.models.predict import Predict, failed_batch_letters
 from beamstream.models.requests import (
     BatchParser,
     ParsedBatch,
+    PredictedBatch,
     RequestError,
     RequestParser,
     ResponseFormatter,
@@ -346,3 +348,66 @@ def test_responses_of_a_batch_equal_the_single_formatter(digits_model, size):
     ]
     assert batch == one_by_one
     assert all(math.isclose(sum(r["probabilities"]), 1.0, abs_tol=1e-4) for r in batch)
+
+
+def _encoded_and_dicts(formatter: ResponseFormatter, predicted: PredictedBatch):
+    now = predicted.requests.received_s + 0.0125
+    dicts = list(formatter.format_batch(predicted, now=now))
+    return formatter.encode_batch(predicted, now=now), [encode_payload(d) for d in dicts]
+
+
+@pytest.mark.parametrize("size", [1, 7, 1000])
+def test_an_encoded_batch_is_what_the_sinks_write_for_its_dicts(digits_model, size):
+    model_dir, metadata = digits_model
+    parsed, _ = BatchParser(metadata).parse(digit_requests(size))
+    handler = BatchSklearnModelHandler(str(model_dir))
+    (predicted,) = handler.run_inference(parsed, handler.load_model())
+    encoded, from_dicts = _encoded_and_dicts(ResponseFormatter(metadata), predicted)
+    assert encoded == from_dicts
+    assert [json.loads(e)["id"] for e in encoded] == parsed.ids
+
+
+def test_encoded_batch_escapes_ids_and_labels_as_json_does():
+    metadata = dataclasses.replace(DIGITS, classes=["cat", 'say "hi"', "dög", "a\\b"])
+    ids = ['q"1', "back\\slash", "ünïcode ☃", "],[", "\n\t", "plain"]
+    rng = np.random.default_rng(3)
+    outputs = rng.dirichlet([0.05] * 4, size=len(ids))  # many tiny probabilities
+    outputs[0] = [1.0, 0.0, 0.0, 0.0]
+    parsed = ParsedBatch(
+        ids=ids, features=np.zeros((len(ids), 64)), received_s=1000.0, payloads=[b""] * len(ids)
+    )
+    predicted = PredictedBatch(parsed, outputs, "digits:7")
+    encoded, from_dicts = _encoded_and_dicts(ResponseFormatter(metadata), predicted)
+    assert encoded == from_dicts
+    assert [json.loads(e)["id"] for e in encoded] == ids
+    assert json.loads(encoded[0])["label"] == "cat" and json.loads(encoded[0])["latency_ms"] == 12.5
+
+
+def test_encoded_empty_and_detector_batches_match_their_dicts(anomaly_model):
+    model_dir, metadata = anomaly_model
+    formatter = ResponseFormatter(metadata)
+    values = [json.dumps(r).encode() for r in normal_aggregates(5, seed=1)]
+    parsed, _ = BatchParser(metadata, keep_record=True).parse(values, TOPIC, 0, range(5))
+    handler = BatchSklearnModelHandler(str(model_dir))
+    (predicted,) = handler.run_inference(parsed, handler.load_model())
+    encoded, from_dicts = _encoded_and_dicts(formatter, predicted)
+    assert encoded == from_dicts and len(encoded) == 5
+    nothing = ParsedBatch(ids=[], features=np.zeros((0, 2)), received_s=0.0, payloads=[])
+    empty = PredictedBatch(nothing, np.zeros((0, 10)), "m:1")
+    assert formatter.encode_batch(empty) == []
+
+
+def test_predict_encoded_gives_the_bytes_of_the_responses(digits_model):
+    model_dir, metadata = digits_model
+    values = interleave(digit_requests(40), INVALID)
+    with TestPipeline() as p:
+        outputs = (
+            p
+            | beam.Create([batch_of(values)])
+            | Predict(str(model_dir), metadata, max_batch_size=15, encoded=True)
+        )
+        kinds = outputs["predictions"] | "Kinds" >> beam.Map(lambda r: type(r).__name__)
+        assert_that(kinds, equal_to(["bytes"] * 40), label="Bytes")
+        decoded = outputs["predictions"] | beam.Map(lambda r: _without_latency(json.loads(r)))
+        expected = _reference_responses(model_dir, metadata, values)
+        assert_that(decoded, equal_to(expected), label="SameResponses")
