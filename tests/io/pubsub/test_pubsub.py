@@ -283,6 +283,8 @@ def test_stop_request_flushes_open_windows_and_stops_the_feed(pubsub_emulator) -
 
 
 @pytest.mark.integration
+# Beam's TestStream reader thread dies of the broken stream: expected here, and reported.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_a_message_too_large_for_the_local_feed_fails_the_run_saying_so(pubsub_emulator) -> None:
     """Beam's TestStream reader dies of a broken stream without failing the run:
     without the feed's report the run would end as if done, or hang."""
