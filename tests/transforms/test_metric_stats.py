@@ -180,3 +180,40 @@ def test_counter_names():
     assert is_counter("le_bucket")
     assert not is_counter("node_load1")
     assert is_counter("node_cpu_seconds", r"_seconds$")
+
+
+def test_a_late_record_updates_its_window_in_a_stream():
+    """Unbounded input: a record after the watermark passed its window, within the
+    allowed lateness, gives the window a second, accumulated result."""
+    on_time = [_rec("cpu", T0 + 1, 1.0), _rec("cpu", T0 + 2, 3.0)]
+    key_of = series_id("cpu", {})
+    stream = TestStream().add_elements(
+        [beam.window.TimestampedValue((key_of, r), r.timestamp_us / US) for r in on_time]
+    )
+    stream = stream.advance_watermark_to(T0 + 45)  # past every window of the two
+    late = _rec("cpu", T0 + 3, 8.0)
+    stream = stream.add_elements(
+        [beam.window.TimestampedValue((key_of, late), late.timestamp_us / US)]
+    )
+    stream = stream.advance_watermark_to_infinity()
+    options = PipelineOptions()
+    options.view_as(StandardOptions).streaming = True
+    key = "late"
+    _OUT[key] = []
+    with TestPipeline(options=options) as p:
+        stats = p | stream | WindowedMetricStats(20, 10, allowed_lateness_s=60)
+        _ = stats | beam.Map(_collect, key)
+    window = [o for o in _OUT[key] if o["window_start"] == T0 * US]
+    assert [(o["count"], o["sum"]) for o in window] == [(2, 4.0), (3, 12.0)]
+
+
+def test_late_panes_are_asked_for_only_on_unbounded_input():
+    """A bounded input has no late data: Beam's default trigger, not its trigger driver."""
+    keyed = [(series_id("cpu", {}), _rec("cpu", T0 + 1, 1.0))]
+    p = TestPipeline()
+    bounded = p | beam.Create(keyed) | "Bounded" >> WindowedMetricStats(20, 10, 60)
+    unbounded = (
+        p | TestStream().add_elements(keyed) | "Unbounded" >> WindowedMetricStats(20, 10, 60)
+    )
+    assert type(bounded.windowing.triggerfn).__name__ == "DefaultTrigger"
+    assert type(unbounded.windowing.triggerfn).__name__ == "AfterWatermark"
