@@ -17,16 +17,17 @@ from typing import Any
 
 from apache_beam.runners.portability import portable_runner
 
+from beamstream.runners import patching
+
 _INSTALLED = "_beamstream_streams_without_deadline"
 
 
 def install() -> None:
     """Opens job state streams without a deadline; idempotent."""
-    handle = portable_runner.JobServiceHandle
-    if getattr(handle.run, _INSTALLED, False):
-        return
-    original = handle.run
+    patching.wrap_once(portable_runner.JobServiceHandle, "run", _INSTALLED, _without_deadline)
 
+
+def _without_deadline(original):
     @functools.wraps(original)
     def run(self: Any, preparation_id: str):
         timeout, self.timeout = self.timeout, None
@@ -35,5 +36,4 @@ def install() -> None:
         finally:
             self.timeout = timeout
 
-    setattr(run, _INSTALLED, True)
-    handle.run = run  # type: ignore[method-assign]
+    return run

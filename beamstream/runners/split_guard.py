@@ -24,7 +24,10 @@ from __future__ import annotations
 import functools
 import logging
 import math
+from collections.abc import Callable
 from typing import Any
+
+from beamstream.runners import patching
 
 _LOG = logging.getLogger(__name__)
 _INSTALLED = "_beamstream_nan_progress_guard"
@@ -38,13 +41,13 @@ def install() -> bool:
     from apache_beam.runners.worker import bundle_processor
 
     operation = getattr(bundle_processor, "DataInputOperation", None)
-    original = getattr(operation, "_compute_split", None)
-    if operation is None or original is None:
+    if not patching.wrap_once(operation, "_compute_split", _INSTALLED, _guarded, static=True):
         _LOG.warning("split guard not installed: unexpected Beam internals")
         return False
-    if getattr(original, _INSTALLED, False):
-        return True
+    return True
 
+
+def _guarded(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def compute_split(
         index: int, current_element_progress: float, *args: Any, **kwargs: Any
@@ -53,6 +56,4 @@ def install() -> bool:
             current_element_progress = UNKNOWN_PROGRESS
         return original(index, current_element_progress, *args, **kwargs)
 
-    setattr(compute_split, _INSTALLED, True)
-    operation._compute_split = staticmethod(compute_split)  # noqa: SLF001 - Beam's hook point
-    return True
+    return compute_split

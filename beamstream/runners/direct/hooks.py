@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 
+from beamstream.runners import patching
 from beamstream.runners.direct import direct_counters, dofn_specs, window_gc
 
 _LOG = logging.getLogger(__name__)
@@ -25,19 +26,17 @@ def install() -> bool:
     from apache_beam.runners.direct import direct_runner
 
     runner = getattr(direct_runner, "BundleBasedDirectRunner", None)
-    original = getattr(runner, "run_pipeline", None)
-    if runner is None or original is None:
+    if not patching.wrap_once(runner, "run_pipeline", _MARK, _installing_fixes):
         _LOG.warning("DirectRunner fixes not installed: unexpected Beam internals")
         return False
-    if getattr(original, _MARK, False):
-        return True
+    return True
 
+
+def _installing_fixes(original):
     def run_pipeline(self, pipeline, options):
         window_gc.install()
         direct_counters.install()
         dofn_specs.install()
         return original(self, pipeline, options)
 
-    setattr(run_pipeline, _MARK, True)
-    runner.run_pipeline = run_pipeline
-    return True
+    return run_pipeline
