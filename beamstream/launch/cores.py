@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from typing import Any
 
 from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
@@ -46,19 +47,30 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+# Transforms that keep a run in one process, by (module, class).
+_SINGLE_PROCESS = (
+    ("beamstream.io.kafka.read", "ReadFromKafka"),
+    ("beamstream.io.pubsub.read", "ReadFromPubSubMessages"),
+    ("beamstream.io.sql.write", "WriteRows"),
+    ("apache_beam.testing.test_stream", "TestStream"),
+)
+
+
+def _loaded_classes(names: tuple[tuple[str, str], ...]) -> tuple[type, ...]:
+    """The classes among ``names`` whose modules are imported: a pipeline cannot hold
+    the others, and importing them (SQLAlchemy, ...) would slow every run's start."""
+    modules = ((sys.modules.get(module), name) for module, name in names)
+    return tuple(getattr(m, name) for m, name in modules if m is not None)
+
+
 class _Inputs(PipelineVisitor):
     """File patterns the pipeline reads, and whether anything rules out other processes."""
 
     def __init__(self) -> None:
-        from apache_beam.testing.test_stream import TestStream
-
         from beamstream.io.files import ReadJsonLines
-        from beamstream.io.kafka.read import ReadFromKafka
-        from beamstream.io.pubsub.read import ReadFromPubSubMessages
-        from beamstream.io.sql.write import WriteRows
 
         self._files = ReadJsonLines
-        self._single_process = (ReadFromKafka, ReadFromPubSubMessages, WriteRows, TestStream)
+        self._single_process = _loaded_classes(_SINGLE_PROCESS)
         self.patterns: list[str] = []
         self.blocker: str | None = None
 
