@@ -13,6 +13,7 @@ import psycopg
 import pymysql
 import pytest
 
+from beamstream.io.kafka.client import CLIENTS as KAFKA_CLIENTS
 from beamstream.runners.direct import hooks
 from tests.services import databases
 from tests.services.kafka_broker import BrokerStartError, KafkaBroker, broker_choice, start_broker
@@ -81,6 +82,16 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBrok
         yield broker
     finally:
         broker.close()
+
+
+@pytest.fixture(params=KAFKA_CLIENTS)
+def kafka_client(request: pytest.FixtureRequest) -> str:
+    """``kafka-python`` (the default) or ``confluent`` (librdkafka): Kafka tests run on both."""
+    if request.param == "confluent":
+        pytest.importorskip(
+            "confluent_kafka", reason="client=confluent needs beamstream[confluent]"
+        )
+    return request.param
 
 
 @pytest.fixture(autouse=True)

@@ -17,12 +17,12 @@ TOKEN = new_token()
 
 
 @pytest.fixture()
-def kafka_gateway(kafka_broker, tmp_path: Path) -> Iterator[tuple[Gateway, str]]:
+def kafka_gateway(kafka_broker, kafka_client, tmp_path: Path) -> Iterator[tuple[Gateway, str]]:
     topic = kafka_broker.new_topic("ingest", partitions=1)
     tokens = tmp_path / "tokens.txt"
     tokens.write_text(f"# test\n{hash_token(TOKEN)} tester\n{hash_token(new_token())} other\n")
     argv = [
-        "--sink", f"kafka://{kafka_broker.bootstrap}/{topic}",
+        "--sink", f"kafka://{kafka_broker.bootstrap}/{topic}?client={kafka_client}",
         "--tokens-file", str(tokens),
         "--key-field", "user",
         "--max-body-bytes", "4096",

@@ -15,8 +15,8 @@ from beamstream.io.clients import (
     open_publisher,
     open_subscriber,
 )
-from beamstream.io.uris import UriError
-from tests.services.ports import unique_name
+from beamstream.io.uris import KAFKA_CLIENTS, UriError
+from tests.services.ports import free_port, unique_name
 
 pytestmark = pytest.mark.integration
 
@@ -32,12 +32,19 @@ class Endpoint:
     redelivery_wait_s: float  # longer than the broker takes to redeliver what was not acked
 
 
-@pytest.fixture(params=["kafka", "pubsub"])
+def _kafka_uri(broker, topic: str, client: str) -> str:
+    return f"kafka://{broker.bootstrap}/{topic}?client={client}"
+
+
+@pytest.fixture(params=[*(f"kafka:{c}" for c in KAFKA_CLIENTS), "pubsub"])
 def endpoint(request) -> Endpoint:
-    if request.param == "kafka":
+    if request.param.startswith("kafka:"):
+        client = request.param.partition(":")[2]
+        if client == "confluent":
+            pytest.importorskip("confluent_kafka", reason="client=confluent: beamstream[confluent]")
         broker = request.getfixturevalue("kafka_broker")
         topic = broker.new_topic("clients", partitions=2)
-        uri = f"kafka://{broker.bootstrap}/{topic}"
+        uri = _kafka_uri(broker, topic, client)
         group = unique_name("group")
         # A fresh group starts at the beginning; later ones resume from its commits.
         state = {"first": True}
@@ -105,9 +112,30 @@ def test_json_payload_and_text_helpers(endpoint: Endpoint) -> None:
         m.ack()
 
 
-def test_missing_kafka_topic_is_a_client_error(kafka_broker) -> None:
+def test_missing_kafka_topic_is_a_client_error(kafka_broker, kafka_client: str) -> None:
     with pytest.raises(ClientError, match="does not exist"):
-        open_subscriber(f"kafka://{kafka_broker.bootstrap}/{unique_name('nope')}", topic_wait_s=1)
+        open_subscriber(_kafka_uri(kafka_broker, unique_name("nope"), kafka_client), topic_wait_s=1)
+
+
+def test_kafka_uri_client_chooses_the_library(kafka_broker, kafka_client: str) -> None:
+    """The tools and the gateway honour ``client=`` as pipeline sources and sinks do."""
+    uri = _kafka_uri(kafka_broker, kafka_broker.new_topic("clients-lib"), kafka_client)
+    module = {"kafka-python": "kafka_python", "confluent": "confluent"}[kafka_client]
+    with open_publisher(uri) as pub, open_subscriber(uri, from_beginning=True) as sub:
+        producer = pub._producer  # type: ignore[attr-defined]
+        consumer = sub._consumer  # type: ignore[attr-defined]
+        assert type(producer).__module__ == f"beamstream.io.kafka.{module}"
+        assert type(consumer).__module__ == f"beamstream.io.kafka.{module}"
+        pub.publish(b"one")
+        assert pub.flush(timeout=30) == 1
+        assert [m.value for m in _receive(sub, 1, 30)] == [b"one"]
+
+
+def test_unreachable_kafka_is_a_client_error(kafka_client: str) -> None:
+    port = free_port()  # nothing listens there
+    uri = f"kafka://127.0.0.1:{port}/t?client={kafka_client}"
+    with pytest.raises(ClientError, match=f"cannot reach Kafka at 127.0.0.1:{port}"):
+        open_publisher(uri, bootstrap_timeout_ms=2000, request_timeout_ms=2000)
 
 
 def test_missing_subscription_is_a_client_error(pubsub_emulator) -> None:

@@ -67,9 +67,9 @@ def counters_are_monotonic(records: list[dict]) -> int:
 
 
 @pytest.mark.integration
-def test_collect_three_rounds_to_kafka(kafka_broker, capsys):
+def test_collect_three_rounds_to_kafka(kafka_broker, kafka_client, capsys):
     topic = kafka_broker.new_topic("metrics")
-    uri = f"kafka://{kafka_broker.bootstrap}/{topic}"
+    uri = f"kafka://{kafka_broker.bootstrap}/{topic}?client={kafka_client}"
     assert main(["--sink", uri, "--count", "3", "--interval", "200ms"]) == 0
     published = int(capsys.readouterr().err.split(":")[1].split()[0])
     assert main(["--sink", uri, "--count", "1", "--interval", "100ms"]) == 0

@@ -29,9 +29,9 @@ def jsonl(tmp_path):
 
 
 @pytest.mark.integration
-def test_kafka_topics_publish_tail_round_trip(kafka_broker, jsonl, capsys) -> None:
+def test_kafka_topics_publish_tail_round_trip(kafka_broker, kafka_client, jsonl, capsys) -> None:
     topic = unique_name("tools")
-    uri = f"kafka://{kafka_broker.bootstrap}/{topic}"
+    uri = f"kafka://{kafka_broker.bootstrap}/{topic}?client={kafka_client}"
     code, out, _ = _run(capsys, "topics", "create", uri, "--partitions", "2")
     assert code == 0 and "2 partition(s)" in out
     code, out, _ = _run(capsys, "topics", "list", f"kafka://{kafka_broker.bootstrap}")

@@ -179,19 +179,22 @@ class KafkaPythonProducer:
         self._producer.send(topic, value=value, key=key, headers=headers).add_errback(on_error)
 
     def flush(self, timeout_s: float | None = None) -> None:
-        from kafka.errors import UnknownError
+        from kafka.errors import KafkaTimeoutError, UnknownError
 
         # kafka-python splits a batch the broker refused as too large and sends
         # the halves again, but a flush waiting on the first batch then raises
         # UnknownError('Future not done'): wait again, for the halves.
-        for _ in range(_FLUSH_ATTEMPTS):
-            try:
-                self._producer.flush(timeout=timeout_s)
-                return
-            except UnknownError as exc:
-                if "Future not done" not in str(exc):
-                    raise
-        self._producer.flush(timeout=timeout_s)
+        try:
+            for _ in range(_FLUSH_ATTEMPTS):
+                try:
+                    self._producer.flush(timeout=timeout_s)
+                    return
+                except UnknownError as exc:
+                    if "Future not done" not in str(exc):
+                        raise
+            self._producer.flush(timeout=timeout_s)
+        except KafkaTimeoutError as exc:  # as librdkafka's flush: not delivered in time
+            raise _retriable(exc) from exc
 
     def close(self) -> None:
         self._producer.close(timeout=10)

@@ -41,6 +41,7 @@ _DROPPED = frozenset(
         "consumer_timeout_ms",
         "max_poll_records",
         "max_in_flight_requests_per_connection",
+        "max_block_ms",  # librdkafka never blocks a send; a full queue is drained by polling
         "selector",
     }
 )
