@@ -25,6 +25,7 @@ epoch_ms or iso, non-finite values as "NaN"/"+Inf"/"-Inf") or databases
 from __future__ import annotations
 
 import argparse
+import functools
 import re
 import sys
 from collections.abc import Sequence
@@ -58,6 +59,7 @@ from beamstream.transforms.metric_stats import WindowedMetricStats
 from beamstream.transforms.prometheus_records import (
     MetricRecord,
     ParseMetricRecords,
+    group_by_key,
     series_id,
 )
 
@@ -127,10 +129,14 @@ def grouped_labels(text: str) -> tuple[str, ...]:
     return tuple(label.strip() for label in text.split(",") if label.strip())
 
 
-def key_record(record: MetricRecord, group_by: tuple[str, ...]) -> tuple[str, MetricRecord]:
-    """(name + the grouped labels the record has, record)."""
-    labels = {k: record.labels[k] for k in group_by if k in record.labels}
-    return series_id(record.name, labels), record
+def record_key(record: MetricRecord, group_by: tuple[str, ...]) -> str:
+    """The name and the grouped labels the record has."""
+    return series_id(record.name, {k: record.labels[k] for k in group_by if k in record.labels})
+
+
+def key_records(records: list[MetricRecord], group_by: tuple[str, ...]):
+    """A batch's records as ``(key, [records])`` per key (see ``record_key``)."""
+    return group_by_key(records, functools.partial(record_key, group_by=group_by))
 
 
 # --------------------------------------------------------------------------- output shapes
@@ -186,7 +192,7 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[str, Any]:
     group_by = o.group_by
     read = ReadMessages(
         o.source,
-        batched=False,
+        batched=True,
         event_time=events,
         kafka_config=kafka,
     )
@@ -201,10 +207,11 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[str, Any]:
                 period_us=int(o.period * 1_000_000),
                 duration_us=int(o.duration * 1_000_000),
                 allowed_lateness_us=int(o.allowed_lateness * 1_000_000),
+                batches=True,
             )
         ).with_outputs(DEAD_LETTER_TAG, main="records")
     )
-    keyed = parsed.records | "Key" >> beam.Map(key_record, group_by)
+    keyed = parsed.records | "Key" >> beam.FlatMap(key_records, group_by)
     stats = keyed | "WindowStats" >> WindowedMetricStats(
         o.duration, o.period, o.allowed_lateness, o.counter_pattern
     )

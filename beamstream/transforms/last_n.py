@@ -61,20 +61,26 @@ class LastN(beam.DoFn):
 
     def process(
         self,
-        element: tuple[str, MetricRecord],
+        element: tuple[str, MetricRecord | list[MetricRecord]],
         kept_state=beam.DoFn.StateParam(KEPT),
         changed_state=beam.DoFn.StateParam(CHANGED),
         emit=beam.DoFn.TimerParam(EMIT),
     ) -> None:
-        _, record = element
+        _, records = element
+        if isinstance(records, MetricRecord):
+            records = [records]
         kept: list[Kept] = kept_state.read() or []
-        item: Kept = (record.timestamp_us, record.series, record.value, record.labels)
-        updated = keep_last(kept, item, self._n)
-        if updated is None:
+        changed = False
+        for record in records:
+            item: Kept = (record.timestamp_us, record.series, record.value, record.labels)
+            updated = keep_last(kept, item, self._n)
+            if updated is not None:
+                kept, changed = updated, True
+        if not changed:
             return
-        kept_state.write(updated)
+        kept_state.write(kept)
         changed_state.write(True)
-        emit.set(Timestamp(micros=updated[-1][0]))
+        emit.set(Timestamp(micros=kept[-1][0]))
 
     @on_timer(EMIT)
     def on_emit(
@@ -101,7 +107,7 @@ class LastN(beam.DoFn):
 
 
 class KeepLastN(beam.PTransform):
-    """``(key, MetricRecord)`` → the last-N record sets per key, as they change."""
+    """``(key, MetricRecord)`` or ``(key, [MetricRecord, ...])`` → the last-N sets per key."""
 
     def __init__(self, n: int):
         super().__init__()

@@ -37,7 +37,7 @@ from typing import Any, NamedTuple
 
 import apache_beam as beam
 from apache_beam.transforms import trigger, window
-from apache_beam.utils.timestamp import Duration
+from apache_beam.utils.timestamp import Duration, Timestamp
 
 from beamstream.transforms.prometheus_records import MetricRecord, split_series
 
@@ -52,10 +52,10 @@ def is_counter(name: str, pattern: str | re.Pattern[str] | None = None) -> bool:
     return bool(pattern) and re.search(pattern, name) is not None  # type: ignore[arg-type]
 
 
-class Sample(NamedTuple):
-    timestamp_us: int
-    value: float
-    series: str
+# One sample: (event time in µs, value, series). A plain tuple, not a NamedTuple:
+# Beam's coder writes tuples of numbers and text natively but pickles a
+# NamedTuple one call per sample, and samples cross every shuffle.
+Sample = tuple[int, float, str]
 
 
 def percentile(ordered: Sequence[float], q: float) -> float:
@@ -81,7 +81,7 @@ class RateParts(NamedTuple):
 
 def rate_parts(samples: Iterable[Sample]) -> RateParts | None:
     """Increase of one series' counter samples, resets included; None below 2 samples."""
-    ordered = sorted((s.timestamp_us, s.value) for s in samples if not math.isnan(s.value))
+    ordered = sorted((t, value) for t, value, _ in samples if not math.isnan(value))
     if len(ordered) < 2:
         return None
     increase = ordered[-1][1] - ordered[0][1]
@@ -114,7 +114,11 @@ def extrapolated_rate(parts: RateParts, range_start_us: int, range_end_us: int) 
 
 
 class MetricStatsFn(beam.CombineFn):
-    """MetricRecords of one key and window → count, sum, min, max, mean, last, percentiles.
+    """Samples of one key and window → count, sum, min, max, mean, last, percentiles.
+
+    Inputs are lists of samples (``FoldIntoWindows``' partials), so that a batch
+    of records reaches the combine as a few elements rather than one per
+    record and window.
 
     The output also carries ``rate_parts`` (per series) when ``counter`` says
     the key is a counter; ``window_rate`` turns them into ``rate`` once the
@@ -127,13 +131,13 @@ class MetricStatsFn(beam.CombineFn):
     def create_accumulator(self) -> list[Sample]:
         return []
 
-    def add_input(self, accumulator: list[Sample], record: MetricRecord) -> list[Sample]:
-        accumulator.append(Sample(record.timestamp_us, record.value, record.series))
+    def add_input(self, accumulator: list[Sample], samples: list[Sample]) -> list[Sample]:
+        accumulator.extend(samples)
         return accumulator
 
-    def add_inputs(self, accumulator, records):
-        for record in records:
-            accumulator.append(Sample(record.timestamp_us, record.value, record.series))
+    def add_inputs(self, accumulator, partials):
+        for samples in partials:
+            accumulator.extend(samples)
         return accumulator
 
     def merge_accumulators(self, accumulators: Iterable[list[Sample]]) -> list[Sample]:
@@ -151,11 +155,11 @@ class MetricStatsFn(beam.CombineFn):
 
 def summarize(samples: Sequence[Sample]) -> dict[str, Any]:
     """Statistics of samples (see the module docstring), plus per-series rate parts."""
-    values = sorted(s.value for s in samples if not math.isnan(s.value))
+    values = sorted(value for _, value, _ in samples if not math.isnan(value))
     out: dict[str, Any] = {"count": len(values), "count_nan": len(samples) - len(values)}
     if values:
         total = math.fsum(values) if all(map(math.isfinite, values)) else sum(values)
-        latest = max((s.timestamp_us, s.value) for s in samples if not math.isnan(s.value))
+        latest = max((t, value) for t, value, _ in samples if not math.isnan(value))
         out.update(
             sum=total,
             min=values[0],
@@ -170,7 +174,7 @@ def summarize(samples: Sequence[Sample]) -> dict[str, Any]:
         out.update({label: None for label, _ in PERCENTILES})
     by_series: dict[str, list[Sample]] = {}
     for s in samples:
-        by_series.setdefault(s.series, []).append(s)
+        by_series.setdefault(s[2], []).append(s)
     parts = [rate_parts(group) for group in by_series.values()]
     out["rate_parts"] = [p for p in parts if p is not None]
     return out
@@ -187,13 +191,14 @@ def window_rate(stats: dict[str, Any], start_us: int, end_us: int) -> float | No
 class _WindowStats(beam.DoFn):
     """Adds the window bounds, the key's name and grouped labels, and ``rate`` for counters."""
 
-    def __init__(self, counter_pattern: str | None):
+    def __init__(self, counter_pattern: str | None, duration_us: int):
         self._pattern = counter_pattern
+        self._duration = duration_us
 
-    def process(self, keyed, win=beam.DoFn.WindowParam) -> Iterable[dict[str, Any]]:
-        key, stats = keyed
+    def process(self, keyed) -> Iterable[dict[str, Any]]:
+        (key, start), stats = keyed
         name, labels = split_series(key)
-        start, end = win.start.micros, win.end.micros
+        end = start + self._duration
         out: dict[str, Any] = {
             "name": name,
             "labels": labels,
@@ -206,8 +211,66 @@ class _WindowStats(beam.DoFn):
         yield out
 
 
+def slot_us(duration_us: int, period_us: int) -> int:
+    """The longest span whose records all fall in the same sliding windows.
+
+    Windows start at multiples of the period and last the duration, so any
+    span aligned to the greatest common divisor of the two lies in exactly
+    the windows its start lies in (60 s windows every 10 s: 10 s slots).
+    """
+    return math.gcd(duration_us, period_us)
+
+
+KeyedRecords = tuple[str, MetricRecord | Sequence[MetricRecord]]
+
+
+class FoldIntoWindows(beam.DoFn):
+    """``(key, record or records)`` → ``((key, window start), [Sample, ...])`` per window.
+
+    Why not ``SlidingWindows``: it makes every record an element of each of
+    its windows (six for 60 s windows every 10 s), and Beam's per-element cost
+    is most of a run (design.md); and under one key Beam's trigger driver
+    scans all the key's windows at each timer, quadratic in a run's windows.
+    So records are folded into slots (``slot_us``) whose records share their
+    windows, and each slot's samples are sent once per window, keyed by the
+    window's start: each key holds one window, as in ``FrameMetrics``.
+
+    Each copy is stamped in the last slot of its window, so that it lands in
+    the fixed window of ``slot_us`` that ends where the sliding window ends:
+    it fires, and expires for allowed lateness, exactly when the sliding
+    window would.
+    """
+
+    def __init__(self, duration_us: int, period_us: int):
+        self._duration = duration_us
+        self._period = period_us
+        self._slot = slot_us(duration_us, period_us)
+
+    def process(self, keyed: KeyedRecords) -> Iterable[window.TimestampedValue]:
+        key, records = keyed
+        if isinstance(records, MetricRecord):
+            records = (records,)
+        slot, period, duration = self._slot, self._period, self._duration
+        slots: dict[int, list[Sample]] = {}
+        for record in records:
+            t = record.timestamp_us
+            start = t - t % slot
+            samples = slots.get(start)
+            if samples is None:
+                samples = slots[start] = []
+            samples.append((t, record.value, record.series))
+        for start, samples in slots.items():
+            first = start - start % period  # the latest window holding the slot
+            for window_start in range(first, start - duration, -period):
+                stamp = Timestamp(micros=window_start + duration - slot)
+                yield window.TimestampedValue(((key, window_start), samples), stamp)
+
+
 class WindowedMetricStats(beam.PTransform):
     """``(key, MetricRecord)`` → per key and sliding window, the statistics record.
+
+    The input may also hold ``(key, [MetricRecord, ...])``, a batch's records
+    of one key (the metrics pipeline's shape), which is much faster.
 
     Keys come from ``prometheus_records.series_id(name, grouped_labels)``. Windows slide by
     ``period_s`` over ``duration_s``; a window fires when the watermark passes
@@ -239,14 +302,17 @@ class WindowedMetricStats(beam.PTransform):
                 trigger=trigger.AfterWatermark(late=trigger.AfterCount(1)),
                 accumulation_mode=trigger.AccumulationMode.ACCUMULATING,
             )
+        duration_us = Duration.of(self._duration).micros
+        period_us = Duration.of(self._period).micros
         return (
             keyed
+            | "Fold" >> beam.ParDo(FoldIntoWindows(duration_us, period_us))
             | "Window"
             >> beam.WindowInto(
-                window.SlidingWindows(self._duration, self._period),
+                window.FixedWindows(Duration(micros=slot_us(duration_us, period_us))),
                 allowed_lateness=Duration(micros=int(self._lateness * 1_000_000)),
                 **late_panes,
             )
             | "Stats" >> beam.CombinePerKey(MetricStatsFn(self._pattern))
-            | "WithWindow" >> beam.ParDo(_WindowStats(self._pattern))
+            | "WithWindow" >> beam.ParDo(_WindowStats(self._pattern, duration_us))
         )

@@ -22,11 +22,19 @@ def _rec(t, value=None, name="temp", **labels) -> MetricRecord:
 
 
 def _run(script, n) -> list[dict]:
-    """script: ("records", [MetricRecord...]) | ("watermark", seconds after T0)."""
+    """script: ("records", [MetricRecord...]) | ("lists", [[MetricRecord...]...])
+    | ("watermark", seconds after T0)."""
     stream = TestStream()
     for kind, value in script:
         if kind == "watermark":
             stream = stream.advance_watermark_to(T0 + value)
+        elif kind == "lists":  # one element per list, as the metrics pipeline sends a batch
+            stream = stream.add_elements(
+                [
+                    beam.window.TimestampedValue((KEY, group), group[0].timestamp_us / US)
+                    for group in value
+                ]
+            )
         else:
             stream = stream.add_elements(
                 [
@@ -64,6 +72,18 @@ def test_keeps_exactly_the_last_n_by_event_time_with_out_of_order_arrival():
     assert [r["value"] for r in emitted["records"]] == [7.0, 8.0, 9.0]
     assert (emitted["name"], emitted["labels"], emitted["key"]) == ("temp", {}, KEY)
     assert emitted["as_of"] == (T0 + 9) * US
+
+
+def test_lists_of_records_keep_the_same_last_n_as_records_one_by_one():
+    arrivals = [_rec(t) for t in (5, 1, 9, 3, 7, 2, 8, 4)]
+    lists = [arrivals[0:3], arrivals[3:4], arrivals[4:8]]
+    (emitted,) = _run([("lists", lists)], n=3)
+    assert _times(emitted) == [7, 8, 9]
+    # A later list: its old record changes nothing, its new one does.
+    emitted_twice = _run(
+        [("lists", lists[:2]), ("watermark", 20), ("lists", [[_rec(1), _rec(12)]])], n=3
+    )
+    assert [_times(e) for e in emitted_twice] == [[3, 5, 9], [5, 9, 12]]
 
 
 def test_emits_when_the_records_change_and_not_otherwise():

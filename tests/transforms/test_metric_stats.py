@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 
 import apache_beam as beam
 import pytest
@@ -12,7 +13,6 @@ from apache_beam.testing.test_stream import TestStream
 
 from beamstream.transforms.metric_stats import (
     RateParts,
-    Sample,
     WindowedMetricStats,
     extrapolated_rate,
     is_counter,
@@ -127,7 +127,7 @@ def test_counter_with_one_sample_has_no_rate():
 def test_extrapolation_is_limited_to_half_an_interval_beyond_samples():
     # Samples at +30 s (100) and +40 s (110) in [T0, T0+60): gaps of 30 s and 20 s exceed
     # 1.1 x the 10 s interval, so Prometheus extends by 5 s on each side: 10 * 20/10 / 60.
-    parts = rate_parts([Sample((T0 + 30) * US, 100.0, "s"), Sample((T0 + 40) * US, 110.0, "s")])
+    parts = rate_parts([((T0 + 30) * US, 100.0, "s"), ((T0 + 40) * US, 110.0, "s")])
     assert parts == RateParts((T0 + 30) * US, 100.0, (T0 + 40) * US, 10.0, 2)
     assert extrapolated_rate(parts, T0 * US, (T0 + 60) * US) == pytest.approx(20 / 60)
 
@@ -135,7 +135,7 @@ def test_extrapolation_is_limited_to_half_an_interval_beyond_samples():
 def test_extrapolation_stops_at_zero_for_a_young_counter():
     # First sample 2 at +20 s, then 12 at +30 s: extrapolating 20 s back would go below
     # zero; Prometheus stops where the counter would have been 0 (2 s before).
-    parts = rate_parts([Sample((T0 + 20) * US, 2.0, "s"), Sample((T0 + 30) * US, 12.0, "s")])
+    parts = rate_parts([((T0 + 20) * US, 2.0, "s"), ((T0 + 30) * US, 12.0, "s")])
     assert parts is not None
     # to_start = min(20, 10 * 2/10 = 2) = 2 < 11 → +2; to_end = 30 ≥ 11 → +5; interval 17
     assert extrapolated_rate(parts, T0 * US, (T0 + 60) * US) == pytest.approx(10 * 17 / 10 / 60)
@@ -217,3 +217,111 @@ def test_late_panes_are_asked_for_only_on_unbounded_input():
     )
     assert type(bounded.windowing.triggerfn).__name__ == "DefaultTrigger"
     assert type(unbounded.windowing.triggerfn).__name__ == "AfterWatermark"
+
+
+def _reference_windows(records, duration_s, period_s) -> dict:
+    """(window start, count, sum) per window with Beam's own SlidingWindows, in batch."""
+    _OUT["reference"] = []
+    with TestPipeline() as p:
+        got = (
+            p
+            | beam.Create([beam.window.TimestampedValue(r, r.timestamp_us / US) for r in records])
+            | beam.WindowInto(beam.window.SlidingWindows(duration_s, period_s))
+            | beam.Map(lambda r: r.value)
+            | beam.CombineGlobally(beam.combiners.ToListCombineFn()).without_defaults()
+            | beam.Map(lambda vs: (len(vs), sum(vs)))
+            | beam.ParDo(_WithStart())
+        )
+        got | beam.Map(_collect, "reference")
+    return dict(_OUT.pop("reference"))
+
+
+class _WithStart(beam.DoFn):
+    def process(self, element, win=beam.DoFn.WindowParam):
+        yield win.start.micros, element
+
+
+@pytest.mark.parametrize("duration_s, period_s", [(60, 10), (60, 25), (7.5, 2.5)])
+def test_batches_of_records_land_in_the_same_windows_as_beams_sliding_windows(
+    duration_s, period_s
+) -> None:
+    """Records of a key passed as lists (the pipeline's shape) or one by one, against
+    Beam's SlidingWindows: same windows, counts and sums, also where the period does
+    not divide the duration (slots of their greatest common divisor)."""
+    rng = random.Random(7)
+    records = [_rec("cpu", T0 + rng.uniform(-100, 100), float(i)) for i in range(300)]
+    want = _reference_windows(records, duration_s, period_s)
+    key_of = series_id("cpu", {})
+    batches = [records[i : i + 37] for i in range(0, len(records), 37)]
+    for shape, elements in (
+        ("lists", [(key_of, batch) for batch in batches]),
+        ("records", [(key_of, r) for r in records]),
+    ):
+        _OUT[shape] = []
+        with TestPipeline() as p:
+            _ = (
+                p
+                | f"Create{shape}" >> beam.Create(elements)
+                | WindowedMetricStats(duration_s, period_s)
+                | beam.Map(_collect, shape)
+            )
+        out = _OUT.pop(shape)
+        assert {o["window_end"] - o["window_start"] for o in out} == {int(duration_s * US)}
+        got = {o["window_start"]: (o["count"], o["sum"]) for o in out}
+        assert got.keys() == want.keys(), shape
+        for start, (count, total) in want.items():
+            assert got[start][0] == count and got[start][1] == pytest.approx(total), shape
+
+
+def test_a_late_batch_updates_its_windows_and_a_too_late_one_is_dropped() -> None:
+    """Lists of records stream like single records: an accumulated late pane within
+    the allowed lateness; nothing for windows already expired."""
+    key_of = series_id("cpu", {})
+    stream = TestStream().add_elements(
+        [beam.window.TimestampedValue((key_of, [_rec("cpu", T0 + 1, 1.0)]), T0 + 1)]
+    )
+    stream = stream.advance_watermark_to(T0 + 45)  # past [T0-10, T0+10) and [T0, T0+20)
+    late = [_rec("cpu", T0 + 3, 8.0), _rec("cpu", T0 + 12, 2.0)]
+    stream = stream.add_elements([beam.window.TimestampedValue((key_of, late), T0 + 3)])
+    stream = stream.advance_watermark_to(T0 + 100)  # [T0+10, T0+30) expires (lateness 60)
+    too_late = [_rec("cpu", T0 + 15, 100.0)]
+    stream = stream.add_elements([beam.window.TimestampedValue((key_of, too_late), T0 + 15)])
+    stream = stream.advance_watermark_to_infinity()
+    options = PipelineOptions()
+    options.view_as(StandardOptions).streaming = True
+    _OUT["late-batch"] = []
+    with TestPipeline(options=options) as p:
+        stats = p | stream | WindowedMetricStats(20, 10, allowed_lateness_s=60)
+        _ = stats | beam.Map(_collect, "late-batch")
+    panes: dict[int, list] = {}
+    for o in _OUT.pop("late-batch"):
+        panes.setdefault((o["window_start"] // US) - T0, []).append((o["count"], o["sum"]))
+    assert panes == {
+        -10: [(1, 1.0), (2, 9.0)],
+        0: [(1, 1.0), (3, 11.0)],
+        10: [(1, 2.0)],  # a late pane of the +12 s record; the +15 s one came too late
+    }
+
+
+def test_a_window_fires_once_when_the_watermark_passes_its_end_not_before() -> None:
+    """The watermark inside [T0, T0+20) (at T0+12): a record at T0+15 is still on time
+    there, so that window has one pane with both records; [T0-10, T0+10) has ended."""
+    key_of = series_id("cpu", {})
+    stream = TestStream().add_elements(
+        [beam.window.TimestampedValue((key_of, [_rec("cpu", T0 + 1, 1.0)]), T0 + 1)]
+    )
+    stream = stream.advance_watermark_to(T0 + 12)
+    stream = stream.add_elements(
+        [beam.window.TimestampedValue((key_of, [_rec("cpu", T0 + 15, 2.0)]), T0 + 15)]
+    )
+    stream = stream.advance_watermark_to_infinity()
+    options = PipelineOptions()
+    options.view_as(StandardOptions).streaming = True
+    _OUT["on-time"] = []
+    with TestPipeline(options=options) as p:
+        stats = p | stream | WindowedMetricStats(20, 10, allowed_lateness_s=60)
+        _ = stats | beam.Map(_collect, "on-time")
+    panes: dict[int, list] = {}
+    for o in _OUT.pop("on-time"):
+        panes.setdefault((o["window_start"] // US) - T0, []).append((o["count"], o["sum"]))
+    assert panes == {-10: [(1, 1.0)], 0: [(2, 3.0)], 10: [(1, 2.0)]}
