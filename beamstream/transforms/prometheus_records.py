@@ -176,19 +176,19 @@ class ParseMetricRecords(beam.DoFn):
         self._late = counters.counter(counters.LATE_RECORDS)
 
     def process(self, element: Message | MessageBatch) -> Iterable[Any]:
-        if not self._batches:
-            yield from self._records(element)
-            return
         records: list[MetricRecord] = []
         for out in self._records(element):
-            if isinstance(out, window.TimestampedValue):
-                records.append(out.value)
+            if not isinstance(out, MetricRecord):
+                yield out  # a dead letter
+            elif self._batches:
+                records.append(out)
             else:
-                yield out
+                yield window.TimestampedValue(out, out.timestamp_us / 1e6)
         if records:
             yield records
 
     def _records(self, element: Message | MessageBatch) -> Iterable[Any]:
+        """Each message's MetricRecord, or its dead letter (a TaggedOutput)."""
         messages = element.messages() if isinstance(element, MessageBatch) else [element]
         for message in messages:
             self._consumed.inc()
@@ -217,7 +217,7 @@ class ParseMetricRecords(beam.DoFn):
                     ),
                 )
                 continue
-            yield window.TimestampedValue(record, record.timestamp_us / 1e6)
+            yield record
 
     def _too_late(self, event_us: int, watermark_us: int) -> bool:
         if self._period is None or self._duration is None:
