@@ -291,6 +291,12 @@ class WindowedMetricStats(beam.PTransform):
         self._period = period_s
         self._lateness = allowed_lateness_s
         self._pattern = counter_pattern
+        # The windows results are in, for a local streaming read's commits
+        # (runners.direct.finality): the inner FixedWindows are only slots.
+        self.results_windowing = (
+            window.SlidingWindows(duration_s, period_s),
+            Duration.of(allowed_lateness_s).micros,
+        )
 
     def expand(self, keyed):
         # Late panes need Beam's trigger driver, which costs ~200 us per record and

@@ -7,6 +7,11 @@ from the ``WindowFn``s and allowed lateness of the pipeline's ``WindowInto``
 steps, so no pipeline writes its commit horizon by hand (and none can get
 it wrong when its windowing changes).
 
+A composite that windows its elements in its own way declares the windows its
+results belong to as ``RESULTS_WINDOWING`` (``WindowedMetricStats`` sends
+folded sliding windows through fixed slots): its inner ``WindowInto`` steps
+alone would say its results are final too early.
+
 Steps into the global window are not aggregation horizons (re-windowing dead
 letters or formatted results for the sinks); a pipeline with no other window
 has per-record results, final once written.
@@ -23,6 +28,8 @@ from apache_beam.utils.timestamp import Timestamp
 
 from beamstream.io.elements import NO_WATERMARK
 
+RESULTS_WINDOWING = "results_windowing"  # attribute: (WindowFn, allowed lateness in micros)
+
 
 class Finality:
     """``final_at(t)``: the sink watermark from which results of a record at ``t`` are final."""
@@ -35,11 +42,17 @@ class Finality:
 
     @classmethod
     def of_pipeline(cls, pipeline: beam.Pipeline) -> Finality:
-        """From every ``WindowInto`` of ``pipeline`` (all of them: the horizon is the latest)."""
+        """From every ``WindowInto`` and ``RESULTS_WINDOWING`` of ``pipeline`` (the latest wins)."""
         found: list[tuple[WindowFn, int]] = []
 
         class _Windows(PipelineVisitor):
+            def enter_composite_transform(self, node) -> None:
+                self.visit_transform(node)
+
             def visit_transform(self, node) -> None:
+                declared = getattr(node.transform, RESULTS_WINDOWING, None)
+                if declared is not None:
+                    found.append(declared)
                 windowing = getattr(node.transform, "windowing", None)
                 if isinstance(node.transform, beam.WindowInto) and windowing is not None:
                     found.append((windowing.windowfn, windowing.allowed_lateness.micros))

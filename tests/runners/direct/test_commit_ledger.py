@@ -84,3 +84,17 @@ def test_finality_of_a_pipeline_comes_from_its_window_steps():
     finality = Finality.of_pipeline(pipeline)
     assert finality.final_at(70 * S) == 365 * S
     assert finality.final_at(10 * S) == max(62, 305) * S
+
+
+def test_a_composite_declares_the_windows_its_results_are_in():
+    """WindowedMetricStats windows fixed slots inside; its results are in sliding windows,
+    so a record is final only when its last 60 s window (plus lateness) is."""
+    import apache_beam as beam
+
+    from beamstream.transforms.metric_stats import WindowedMetricStats
+
+    pipeline = beam.Pipeline()
+    _ = pipeline | beam.Create([("k", [])]) | WindowedMetricStats(60, 10, allowed_lateness_s=5)
+    finality = Finality.of_pipeline(pipeline)
+    assert finality.final_at(70 * S) == (70 + 60 + 5) * S  # windows [20, 80) ... [70, 130)
+    assert finality.final_at(79 * S) == (70 + 60 + 5) * S
