@@ -38,6 +38,7 @@ from typing import Any, NamedTuple
 import apache_beam as beam
 from apache_beam.transforms import trigger, window
 from apache_beam.utils.timestamp import Duration, Timestamp
+from apache_beam.utils.windowed_value import WindowedValue
 
 from beamstream.transforms.prometheus_records import MetricRecord, split_series
 
@@ -189,13 +190,21 @@ def window_rate(stats: dict[str, Any], start_us: int, end_us: int) -> float | No
 
 
 class _WindowStats(beam.DoFn):
-    """Adds the window bounds, the key's name and grouped labels, and ``rate`` for counters."""
+    """Adds the window bounds, the key's name and grouped labels, and ``rate`` for counters.
+
+    The result goes out in its sliding window ``[start, start + duration)``.
+    """
 
     def __init__(self, counter_pattern: str | None, duration_us: int):
         self._pattern = counter_pattern
         self._duration = duration_us
 
-    def process(self, keyed) -> Iterable[dict[str, Any]]:
+    def process(
+        self,
+        keyed,
+        timestamp=beam.DoFn.TimestampParam,
+        pane=beam.DoFn.PaneInfoParam,
+    ) -> Iterable[WindowedValue]:
         (key, start), stats = keyed
         name, labels = split_series(key)
         end = start + self._duration
@@ -208,7 +217,10 @@ class _WindowStats(beam.DoFn):
         out.update((k, v) for k, v in stats.items() if k != "rate_parts")
         if is_counter(name, self._pattern):
             out["rate"] = window_rate(stats, start, end)
-        yield out
+        # In its sliding window again, not the slot it was combined in, so that
+        # sinks naming files or rows by window see the statistics' own window.
+        sliding = window.IntervalWindow(Timestamp(micros=start), Timestamp(micros=end))
+        yield WindowedValue(out, timestamp, (sliding,), pane)
 
 
 def slot_us(duration_us: int, period_us: int) -> int:

@@ -236,6 +236,11 @@ def _reference_windows(records, duration_s, period_s) -> dict:
     return dict(_OUT.pop("reference"))
 
 
+class _WithWindow(beam.DoFn):
+    def process(self, element, win=beam.DoFn.WindowParam):
+        yield {**element, "in_window": (win.start.micros, win.end.micros)}
+
+
 class _WithStart(beam.DoFn):
     def process(self, element, win=beam.DoFn.WindowParam):
         yield win.start.micros, element
@@ -263,9 +268,12 @@ def test_batches_of_records_land_in_the_same_windows_as_beams_sliding_windows(
                 p
                 | f"Create{shape}" >> beam.Create(elements)
                 | WindowedMetricStats(duration_s, period_s)
+                | beam.ParDo(_WithWindow())
                 | beam.Map(_collect, shape)
             )
         out = _OUT.pop(shape)
+        # Each result is in its own sliding window (not the slot it was combined in).
+        assert all(o["in_window"] == (o["window_start"], o["window_end"]) for o in out)
         assert {o["window_end"] - o["window_start"] for o in out} == {int(duration_s * US)}
         got = {o["window_start"]: (o["count"], o["sum"]) for o in out}
         assert got.keys() == want.keys(), shape
