@@ -27,7 +27,7 @@ from beamstream.launch import cores
 from beamstream.launch.context import RunContext
 from beamstream.launch.options import OperationsOptions
 from beamstream.ops.exporter import MetricsExporter
-from beamstream.runners import portable, split_guard
+from beamstream.runners import portable, split_guard, trigger_state
 
 _LOG = logging.getLogger(__name__)
 
@@ -97,6 +97,7 @@ def run_pipeline(
     exporter = _metrics_exporter(options, build)
     portable.install()  # Prism, also when Beam's DirectRunner switches to it
     split_guard.install()  # the SDK harness in this process (LOOPBACK, FnApiRunner)
+    trigger_state.install()  # the FnApiRunner's and the DirectRunner's trigger driver
     cores.use_cores(pipeline)
     try:
         result = pipeline.run()
