@@ -281,6 +281,22 @@ def test_batches_of_records_land_in_the_same_windows_as_beams_sliding_windows(
             assert got[start][0] == count and got[start][1] == pytest.approx(total), shape
 
 
+def _panes_of(stream: TestStream, key: str) -> dict[int, list[tuple[int, float]]]:
+    """Streams into 20 s windows every 10 s, 60 s lateness; (count, sum) of each pane
+    per window start (seconds after T0), in firing order."""
+    stream = stream.advance_watermark_to_infinity()
+    options = PipelineOptions()
+    options.view_as(StandardOptions).streaming = True
+    _OUT[key] = []
+    with TestPipeline(options=options) as p:
+        stats = p | stream | WindowedMetricStats(20, 10, allowed_lateness_s=60)
+        _ = stats | beam.Map(_collect, key)
+    panes: dict[int, list[tuple[int, float]]] = {}
+    for o in _OUT.pop(key):
+        panes.setdefault((o["window_start"] // US) - T0, []).append((o["count"], o["sum"]))
+    return panes
+
+
 def test_a_late_batch_updates_its_windows_and_a_too_late_one_is_dropped() -> None:
     """Lists of records stream like single records: an accumulated late pane within
     the allowed lateness; nothing for windows already expired."""
@@ -294,16 +310,7 @@ def test_a_late_batch_updates_its_windows_and_a_too_late_one_is_dropped() -> Non
     stream = stream.advance_watermark_to(T0 + 100)  # [T0+10, T0+30) expires (lateness 60)
     too_late = [_rec("cpu", T0 + 15, 100.0)]
     stream = stream.add_elements([beam.window.TimestampedValue((key_of, too_late), T0 + 15)])
-    stream = stream.advance_watermark_to_infinity()
-    options = PipelineOptions()
-    options.view_as(StandardOptions).streaming = True
-    _OUT["late-batch"] = []
-    with TestPipeline(options=options) as p:
-        stats = p | stream | WindowedMetricStats(20, 10, allowed_lateness_s=60)
-        _ = stats | beam.Map(_collect, "late-batch")
-    panes: dict[int, list] = {}
-    for o in _OUT.pop("late-batch"):
-        panes.setdefault((o["window_start"] // US) - T0, []).append((o["count"], o["sum"]))
+    panes = _panes_of(stream, "late-batch")
     assert panes == {
         -10: [(1, 1.0), (2, 9.0)],
         0: [(1, 1.0), (3, 11.0)],
@@ -322,14 +329,5 @@ def test_a_window_fires_once_when_the_watermark_passes_its_end_not_before() -> N
     stream = stream.add_elements(
         [beam.window.TimestampedValue((key_of, [_rec("cpu", T0 + 15, 2.0)]), T0 + 15)]
     )
-    stream = stream.advance_watermark_to_infinity()
-    options = PipelineOptions()
-    options.view_as(StandardOptions).streaming = True
-    _OUT["on-time"] = []
-    with TestPipeline(options=options) as p:
-        stats = p | stream | WindowedMetricStats(20, 10, allowed_lateness_s=60)
-        _ = stats | beam.Map(_collect, "on-time")
-    panes: dict[int, list] = {}
-    for o in _OUT.pop("on-time"):
-        panes.setdefault((o["window_start"] // US) - T0, []).append((o["count"], o["sum"]))
+    panes = _panes_of(stream, "on-time")
     assert panes == {-10: [(1, 1.0)], 0: [(2, 3.0)], 10: [(1, 2.0)]}
