@@ -55,9 +55,12 @@ _CONSUMER_SETTINGS: dict[str, Any] = {
 }
 
 
+def _servers(uri: KafkaUri) -> str:
+    return ",".join(uri.bootstrap_servers)
+
+
 def _unreachable(uri: KafkaUri, exc: BaseException) -> ClientError:
-    servers = ",".join(uri.bootstrap_servers)
-    return ClientError(f"cannot reach Kafka at {servers}: {exc}")
+    return ClientError(f"cannot reach Kafka at {_servers(uri)}: {exc}")
 
 
 def _or(offset: int | None, default: int) -> int:
@@ -152,7 +155,7 @@ class KafkaSubscriber(Subscriber):
             raise
         self._lock = threading.Lock()
         self._acked: dict[Pair, int] = {}
-        self._outage = Outage(f"Kafka at {','.join(uri.bootstrap_servers)}")
+        self._outage = Outage(f"Kafka at {_servers(uri)}")
 
     def _partitions(self, topic: str, uri: KafkaUri) -> list[int]:
         deadline = time.monotonic() + self._topic_wait_s
@@ -161,8 +164,7 @@ class KafkaSubscriber(Subscriber):
             time.sleep(0.2)
             parts = self._consumer.partitions(topic)
         if not parts:
-            servers = ",".join(uri.bootstrap_servers)
-            raise ClientError(f"Kafka topic {topic!r} does not exist on {servers}")
+            raise ClientError(f"Kafka topic {topic!r} does not exist on {_servers(uri)}")
         return parts
 
     def _starts(self, pairs: Sequence[Pair], start: str | None) -> dict[Pair, int]:
