@@ -41,6 +41,17 @@ def _count_per_second(pipeline: beam.Pipeline, source, sink: str) -> None:
     )
 
 
+def _publish_in_order(topic: str, payloads, attributes=None, chunk: int = 100) -> None:
+    """Publishes in order: the client sends its batches concurrently, so without a
+    flush between them a later batch can reach Pub/Sub first, seconds of event
+    time ahead, and make the earlier one late (seen on CI: 4 s of a replay lost)."""
+    with open_publisher(f"pubsub://{topic}") as pub:
+        for i, payload in enumerate(payloads):
+            pub.publish(payload, attributes=attributes[i] if attributes else None)
+            if (i + 1) % chunk == 0:
+                pub.flush()
+
+
 def _collect_counts(sub: Subscriber, expected_total: int) -> Counter:
     """Reads per-second results until they add up to the total (bounded), plus a grace pull."""
     counts: Counter = Counter()
@@ -89,11 +100,13 @@ def test_streaming_count_from_timestamp_attribute(pubsub_emulator) -> None:
         # Frames carry no time in the payload: event time comes from the attribute.
         start_ms = (int(time.time()) - 30) * 1000
         expected: Counter = Counter()
-        with open_publisher(f"pubsub://{frames_topic}") as pub:
-            for i in range(600):
-                ts = start_ms + i * 7  # ~4.2 s of event time
-                pub.publish({"uid": f"u{i % 13}"}, attributes={"ts": str(ts)})
-                expected[ts // 1000] += 1
+        stamps = [start_ms + i * 7 for i in range(600)]  # ~4.2 s of event time
+        expected.update(ts // 1000 for ts in stamps)
+        _publish_in_order(
+            frames_topic,
+            [{"uid": f"u{i % 13}"} for i in range(len(stamps))],
+            attributes=[{"ts": str(ts)} for ts in stamps],
+        )
         with open_subscriber(f"pubsub://{out_sub}") as sub:
             got = _collect_counts(sub, sum(expected.values()))
     finally:
@@ -111,9 +124,7 @@ def test_replay_a_year_old_backlog_matches_plain_python(pubsub_emulator) -> None
     times = [base_ms + i * 4 + rng.randint(-500, 0) for i in range(2000)]  # 8 s, 0.5 s disorder
     lines = [json.dumps({"uid": f"u{rng.randint(1, 50)}", "timestamp": t}) for t in times]
     lines.insert(700, "not json")  # no event time: delivered, counted, does not move the watermark
-    with open_publisher(f"pubsub://{frames_topic}") as pub:
-        for line in lines:
-            pub.publish(line)
+    _publish_in_order(frames_topic, lines)
 
     # The same per-second counts, in plain Python (the unparseable line has no second).
     expected = Counter(t // 1000 for t in times)
@@ -164,9 +175,7 @@ def test_year_old_frames_published_to_an_idle_pipeline_are_on_time(pubsub_emulat
         time.sleep(10)  # idle since start, far beyond the idle timeout
         base_ms = (int(time.time()) - 365 * 86_400) * 1000
         times = [base_ms + i * 5 for i in range(1000)]
-        with open_publisher(f"pubsub://{frames_topic}") as pub:
-            for t in times:
-                pub.publish(json.dumps({"uid": "u", "timestamp": t}))
+        _publish_in_order(frames_topic, [json.dumps({"uid": "u", "timestamp": t}) for t in times])
         with open_subscriber(f"pubsub://{out_sub}") as sub:
             got = _collect_counts(sub, len(times))
     finally:
@@ -250,9 +259,8 @@ def test_a_subscription_is_not_a_sink() -> None:
 def test_stop_request_flushes_open_windows_and_stops_the_feed(pubsub_emulator) -> None:
     frames_topic, frames_sub, out_topic, out_sub = _in_and_out(pubsub_emulator, "stop")
     start_s = 1_700_000_000
-    with open_publisher(f"pubsub://{frames_topic}") as pub:
-        for i in range(500):  # 5 s of event time: the watermark reaches start + 2.99 s
-            pub.publish({"timestamp": start_s * 1000 + i * 10})
+    # 5 s of event time: the watermark reaches start + 2.99 s
+    _publish_in_order(frames_topic, [{"timestamp": start_s * 1000 + i * 10} for i in range(500)])
 
     pipeline = _streaming()
     # A long idle timeout: only the flush can close the last three windows.
