@@ -7,8 +7,9 @@ import shutil
 from collections import Counter
 
 import pytest
+from apache_beam.metrics.metric import MetricsFilter
 
-from beamstream import cli
+from beamstream import cli, counters
 from beamstream.models import digits
 from beamstream.models.artifacts import MODEL_FILE, ModelArtifactError
 from beamstream.pipelines import infer
@@ -56,7 +57,7 @@ def test_file_run_answers_every_request_and_dead_letters_bad_ones(digits_model, 
     model_dir, metadata = digits_model
     lines, labels = requests(300)
     source = write_jsonl(tmp_path / "requests.jsonl", lines[:150] + MALFORMED + lines[150:])
-    infer.run(
+    result = infer.run(
         [
             f"--source={source}",
             f"--sink={tmp_path / 'out' / 'pred'}",
@@ -65,11 +66,20 @@ def test_file_run_answers_every_request_and_dead_letters_bad_ones(digits_model, 
             "--max_batch_size=64",
         ]
     )
-    check_predictions(read_jsonl(tmp_path / "out", "pred"), labels, metadata.version)
+    predictions = read_jsonl(tmp_path / "out", "pred")
+    check_predictions(predictions, labels, metadata.version)
     dead = read_jsonl(tmp_path / "out", "dead")
     assert sorted(d["payload"] for d in dead) == sorted(MALFORMED)
     assert {d["error_type"] for d in dead} == {"RequestError"}
     assert all(d["step"] == "parse_request" and d["error"] for d in dead)
+    # Each record written counted once, by the sink that wrote it.
+    assert _counter(result, counters.MESSAGES_CONSUMED) == len(lines) + len(MALFORMED)
+    assert _counter(result, counters.MESSAGES_PRODUCED) == len(predictions) + len(dead)
+
+
+def _counter(result, name: str) -> int:
+    found = result.metrics().query(MetricsFilter().with_name(name))["counters"]
+    return sum(c.committed for c in found)
 
 
 @pytest.mark.integration

@@ -70,6 +70,9 @@ class _WriteToKafkaFn(beam.DoFn):
             key = key.encode("utf-8")
         headers = self._headers_fn(element) if self._headers_fn else None
         self._producer.send(self._topic, encode_payload(element), key, headers, self._failed)
+        # Counted here, as the file sink does: a failed delivery fails the bundle,
+        # whose counts are then not committed.
+        self._produced.inc()
 
     def finish_bundle(self):
         self._producer.flush()

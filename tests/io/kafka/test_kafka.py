@@ -12,6 +12,7 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from kafka import KafkaProducer
 
+from beamstream import counters
 from beamstream.io.elements import MessageBatch
 from beamstream.io.event_time_policy import EventTimePolicy
 from beamstream.io.kafka import ReadFromKafka, WriteToKafka
@@ -178,6 +179,21 @@ def test_write_then_read_preserves_keys_values_and_headers(kafka_broker, kafka_c
     assert [dict(m.headers) for m in got] == [
         {"id": str(i).encode(), "kind": b"test"} for i in range(50)
     ]
+
+
+def test_write_counts_each_record_it_sends_as_produced(kafka_broker, kafka_client):
+    """messages_produced counts what the Kafka sink wrote, as every other sink does."""
+    topic = kafka_broker.new_topic("produced", partitions=2)
+    pipeline = beam.Pipeline()
+    _ = (
+        pipeline
+        | beam.Create([{"id": i} for i in range(40)])
+        | WriteToKafka(with_client(f"kafka://{kafka_broker.bootstrap}/{topic}", kafka_client))
+    )
+    result = pipeline.run()
+    result.wait_until_finish()
+    wanted = beam.metrics.MetricsFilter().with_name(counters.MESSAGES_PRODUCED)
+    assert sum(c.committed for c in result.metrics().query(wanted)["counters"]) == 40
 
 
 def test_a_record_the_broker_refuses_fails_the_write_naming_it(kafka_broker, kafka_client):
